@@ -1,0 +1,25 @@
+"""The `avo` command line. Each subcommand lives in its own module under
+avo/commands/ and is registered here; user mistakes end in one line and exit 2.
+"""
+from __future__ import annotations
+
+import typer
+
+from avo.commands import bench as bench_cmd
+
+app = typer.Typer(
+    name="avo",
+    help="avo: agentic variation operators — evolutionary search over Triton attention kernels.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("bench")(bench_cmd.bench)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Variation operators: heuristic (no model) and agent (LangGraph, in agents/)."""

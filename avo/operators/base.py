@@ -1,0 +1,35 @@
+"""The one interface every variation operator implements.
+
+Vary(P) = Operator(P, K, f): given the lineage P (through VaryContext), the
+knowledge base K and the scoring function f (`evaluate`, the harness), return a
+new Candidate. Operators never commit anything: the generation's commit step
+does, through the lineage's commit rule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from avo.candidate import Candidate
+from avo.records import EvalResult
+
+
+@dataclass
+class VaryContext:
+    parent_version: int  # lineage version the operator starts from
+    parent_source: str
+    parent_result: EvalResult | None  # its recorded evaluation, if any
+    generation: int
+    slot: int  # index of this variation within the generation (0..N-1)
+    lineage_summary: str = ""  # short text: versions, techniques, geomeans
+    attempts_summary: str = ""  # short text: recent attempts and outcomes
+    directions: list[str] = field(default_factory=list)  # supervisor's directions
+    # f: the harness, for operators that verify inside their loop (the agent).
+    evaluate: Callable[[str], EvalResult] | None = None
+    seed: int = 0  # for reproducible randomness
+
+
+class VariationOperator(Protocol):
+    name: str  # "heuristic" | "agent"
+
+    def vary(self, ctx: VaryContext) -> Candidate: ...

@@ -1,0 +1,136 @@
+"""Typed evaluation records: what the harness says about one candidate.
+
+Errors are data: every evaluation returns an EvalResult with a status, never
+None and never an exception. Records round-trip through JSON (the worker writes
+one, the orchestrator, lineage, MLflow and reports read it). Plain Python only.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Status = Literal["ok", "compile_error", "incorrect", "timeout", "crashed", "rejected"]
+STATUSES: tuple[str, ...] = ("ok", "compile_error", "incorrect", "timeout", "crashed", "rejected")
+
+
+@dataclass
+class CaseCheck:
+    """One correctness check: one shape, one seed, one phase."""
+
+    shape: str
+    dtype: str
+    seed: int
+    phase: str  # "check" | "suite" | "refill" | "recheck"
+    max_abs_err: float
+    rel_err: float
+    passed: bool
+    reason: str = ""
+
+
+@dataclass
+class ConfigTiming:
+    """One timed configuration of the suite, with baselines from the same run."""
+
+    config: str
+    ms: float
+    tflops: float
+    cudnn_tflops: float | None = None
+    fa2_tflops: float | None = None
+    wall_ms: float | None = None  # host-clock cross-check of the event timing
+
+    @property
+    def ratio_cudnn(self) -> float | None:
+        return self.tflops / self.cudnn_tflops if self.cudnn_tflops else None
+
+    @property
+    def ratio_fa2(self) -> float | None:
+        return self.tflops / self.fa2_tflops if self.fa2_tflops else None
+
+
+@dataclass
+class EvalResult:
+    status: Status
+    message: str = ""  # one line: why, for anything but ok
+    device: str = "cpu"  # "cuda" | "cpu"
+    interpreter: bool = False  # timings are Triton-interpreter timings
+    suite: str = ""
+    env: dict = field(default_factory=dict)  # gpu, driver, torch, triton, cudnn, python
+    checks: list[CaseCheck] = field(default_factory=list)
+    timings: list[ConfigTiming] = field(default_factory=list)
+    compile_stats: dict = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
+    log_tail: str = ""
+    wall_s: float = 0.0
+    source_sha256: str = ""
+
+    # -------------------------------------------------------------- derived
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def max_rel_err(self) -> float:
+        return max((c.rel_err for c in self.checks), default=float("nan"))
+
+    @property
+    def max_abs_err(self) -> float:
+        return max((c.max_abs_err for c in self.checks), default=float("nan"))
+
+    def tflops_by_config(self) -> dict[str, float]:
+        """Per-config TFLOPS; a configuration scores 0 unless the result is ok."""
+        return {t.config: (t.tflops if self.ok else 0.0) for t in self.timings}
+
+    @property
+    def geomean_tflops(self) -> float:
+        return geomean([t.tflops for t in self.timings]) if self.ok else 0.0
+
+    @property
+    def geomean_ratio_cudnn(self) -> float | None:
+        r = [t.ratio_cudnn for t in self.timings]
+        return geomean(r) if self.ok and r and all(r) else None
+
+    @property
+    def geomean_ratio_fa2(self) -> float | None:
+        r = [t.ratio_fa2 for t in self.timings]
+        return geomean(r) if self.ok and r and all(r) else None
+
+    # ---------------------------------------------------------------- JSON
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["geomean_tflops"] = self.geomean_tflops
+        d["geomean_ratio_cudnn"] = self.geomean_ratio_cudnn
+        d["geomean_ratio_fa2"] = self.geomean_ratio_fa2
+        for t, td in zip(self.timings, d["timings"]):
+            td["ratio_cudnn"] = t.ratio_cudnn
+            td["ratio_fa2"] = t.ratio_fa2
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EvalResult":
+        d = dict(d)
+        for derived in ("geomean_tflops", "geomean_ratio_cudnn", "geomean_ratio_fa2"):
+            d.pop(derived, None)
+        checks = [CaseCheck(**c) for c in d.pop("checks", [])]
+        timings = []
+        for t in d.pop("timings", []):
+            t = {k: v for k, v in t.items() if k not in ("ratio_cudnn", "ratio_fa2")}
+            timings.append(ConfigTiming(**t))
+        if d.get("status") not in STATUSES:
+            raise ValueError(f"unknown status {d.get('status')!r}")
+        return cls(checks=checks, timings=timings, **d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EvalResult":
+        return cls.from_dict(json.loads(text))
+
+
+def geomean(values) -> float:
+    values = [v for v in values]
+    if not values or any(v is None or v <= 0 for v in values):
+        return 0.0
+    return math.exp(sum(math.log(v) for v in values) / len(values))

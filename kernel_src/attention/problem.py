@@ -1,0 +1,189 @@
+"""The attention-forward problem: shapes, suites, FLOPs, reference and inputs.
+
+This module is *trusted* code: the harness imports it in the evaluation worker to
+make inputs and compute the reference. Candidates never see or edit it.
+
+Contract of a candidate (one Python file):
+
+    def attention(q, k, v, causal=False, sm_scale=None) -> torch.Tensor
+
+q: [B, Hq, S, D], k and v: [B, Hkv, S, D], Hq a multiple of Hkv (MHA when equal,
+GQA otherwise), dtype bf16 or fp16, D in {64, 128}, any S >= 1. sm_scale defaults
+to 1/sqrt(D). The output has q's shape and dtype, and the work is done by Triton
+kernels that the file defines (no torch/library attention, matmul or softmax).
+
+Torch is imported lazily so that the core (suites, FLOPs) stays importable and
+testable without it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+NAME = "attention-fwd"
+HEAD_DIMS = (64, 128)
+DTYPES = ("bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One attention problem instance."""
+
+    batch: int
+    heads_q: int
+    heads_kv: int
+    seqlen: int
+    head_dim: int
+    causal: bool
+    dtype: str = "bfloat16"
+
+    @property
+    def name(self) -> str:
+        kind = "mha" if self.heads_q == self.heads_kv else f"gqa{self.heads_q}/{self.heads_kv}"
+        mask = "causal" if self.causal else "full"
+        return (f"{kind} b{self.batch} s{self.seqlen} d{self.head_dim} "
+                f"{mask} {short_dtype(self.dtype)}")
+
+    def flops(self) -> float:
+        """4·B·Hq·S²·D, halved when causal (the usual FlashAttention convention)."""
+        f = 4.0 * self.batch * self.heads_q * self.seqlen ** 2 * self.head_dim
+        return f / 2 if self.causal else f
+
+
+def short_dtype(dtype: str) -> str:
+    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[dtype]
+
+
+def validate(shape: Shape) -> None:
+    """Raise ValueError if a shape is outside the contract."""
+    if shape.head_dim not in HEAD_DIMS:
+        raise ValueError(f"head_dim {shape.head_dim} not in {HEAD_DIMS}")
+    if shape.dtype not in DTYPES:
+        raise ValueError(f"dtype {shape.dtype} not in {DTYPES}")
+    if shape.seqlen < 1 or shape.batch < 1 or shape.heads_kv < 1:
+        raise ValueError("batch, heads and seqlen must be >= 1")
+    if shape.heads_q % shape.heads_kv:
+        raise ValueError(f"heads_q {shape.heads_q} is not a multiple of heads_kv {shape.heads_kv}")
+
+
+# --------------------------------------------------------------------------- suites
+# Timed suites. "avo" is the AVO paper's: D=128, batch·seqlen = 32k tokens,
+# MHA with 16 heads and GQA with 32 query heads over 8 or 4 KV heads.
+TOKENS = 32 * 1024
+SEQLENS = (4096, 8192, 16384, 32768)
+
+
+def _sweep(heads_q: int, heads_kv: int, head_dim: int = 128, seqlens=SEQLENS) -> list[Shape]:
+    return [Shape(TOKENS // s, heads_q, heads_kv, s, head_dim, causal)
+            for causal in (False, True) for s in seqlens]
+
+
+SUITES: dict[str, list[Shape]] = {
+    "mha": _sweep(16, 16),
+    "gqa": _sweep(32, 8) + _sweep(32, 4),
+    "d64": _sweep(16, 16, head_dim=64),
+    # Interpreter-sized suite for machines without a GPU: timings are labelled
+    # as interpreter timings and never compared with GPU figures.
+    "cpu": [Shape(1, 2, 2, 128, 64, False, "float16"), Shape(1, 4, 2, 128, 64, True, "float16")],
+}
+SUITES["avo"] = SUITES["mha"] + SUITES["gqa"]
+DEFAULT_SUITE = {"cuda": "avo", "cpu": "cpu"}
+
+
+# ------------------------------------------------------------------ correctness
+# Correctness runs on more shapes than are timed: odd and tiny S, both dtypes,
+# both head dims, GQA groups 1/2/4/8, causal and not. None is a multiple of
+# every block size, so tails and partial diagonal tiles are always exercised.
+def check_shapes(device: str) -> list[Shape]:
+    """Shapes every candidate must get right (on top of the timed suite's own)."""
+    if device == "cpu":  # the interpreter costs ~0.1 s per call at S=128
+        cases = [
+            (1, 2, 2, 1, 64, True, "float16"),
+            (1, 2, 2, 17, 128, False, "float16"),
+            (2, 4, 2, 33, 64, True, "float16"),
+            (1, 8, 1, 70, 64, False, "bfloat16"),
+            (1, 4, 1, 97, 128, True, "bfloat16"),
+            (1, 2, 2, 130, 64, True, "float16"),
+        ]
+    else:
+        cases = [
+            (1, 2, 2, 1, 128, True, "bfloat16"),
+            (2, 3, 3, 17, 64, False, "float16"),
+            (1, 4, 2, 127, 128, True, "bfloat16"),
+            (3, 8, 2, 333, 64, True, "bfloat16"),
+            (1, 16, 2, 1000, 128, False, "float16"),
+            (2, 32, 4, 1031, 128, True, "float16"),
+            (1, 8, 1, 2049, 128, False, "bfloat16"),
+            (1, 16, 16, 4097, 64, True, "bfloat16"),
+            (1, 32, 8, 3000, 128, True, "bfloat16"),
+            (1, 16, 2, 1536, 128, False, "bfloat16"),
+        ]
+    return [Shape(*c) for c in cases]
+
+
+# Tolerances per output dtype, on every element |out - ref| <= atol + rtol*|ref|
+# and on the whole tensor ||out - ref|| / ||ref|| <= rel. bf16 keeps 8 mantissa
+# bits (ulp 2^-8 ~ 3.9e-3) and P is rounded to bf16 before the PV product, so a
+# correct kernel lands near 3e-3 relative; fp16 keeps 11 bits, ~8x tighter. A
+# kernel that silently computes in a lower precision (fp16 in bf16's place, or
+# bf16/fp8 in fp16's) exceeds these.
+TOLERANCES = {
+    "bfloat16": {"atol": 2e-2, "rtol": 2e-2, "rel": 1e-2},
+    "float16": {"atol": 3e-3, "rtol": 3e-3, "rel": 1.5e-3},
+}
+
+
+# ----------------------------------------------------------------- inputs / ref
+def make_inputs(shape: Shape, device: str, seed: int, amplitude: float = 1.0):
+    """Fresh random q, k, v (never zeros). amplitude scales q to sharpen softmax."""
+    import torch
+
+    dt = getattr(torch, shape.dtype)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    b, hq, hkv, s, d = shape.batch, shape.heads_q, shape.heads_kv, shape.seqlen, shape.head_dim
+    q = (torch.randn(b, hq, s, d, generator=g) * amplitude).to(device=device, dtype=dt)
+    k = torch.randn(b, hkv, s, d, generator=g).to(device=device, dtype=dt)
+    v = torch.randn(b, hkv, s, d, generator=g).to(device=device, dtype=dt)
+    return q, k, v
+
+
+def refill_(q, k, v, seed: int, amplitude: float = 1.0) -> None:
+    """Overwrite the same buffers with new random values, in place."""
+    import torch
+
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    for t, a in ((q, amplitude), (k, 1.0), (v, 1.0)):
+        t.copy_(torch.randn(t.shape, generator=g) * a)
+
+
+def reference(q, k, v, causal: bool, sm_scale: float | None = None, precision=None):
+    """Attention in float32 (GPU) or float64 (CPU), chunked over query rows so
+    the S×S score matrix never has to fit in memory at once."""
+    import torch
+
+    if precision is None:
+        precision = torch.float64 if q.device.type == "cpu" else torch.float32
+    d = q.shape[-1]
+    scale = sm_scale if sm_scale is not None else 1.0 / math.sqrt(d)
+    group = q.shape[1] // k.shape[1]
+    kf = k.to(precision).repeat_interleave(group, dim=1)
+    vf = v.to(precision).repeat_interleave(group, dim=1)
+    s = q.shape[2]
+    out = torch.empty(q.shape, dtype=precision, device=q.device)
+    # rows per chunk: keep the score block around 2^28 elements
+    rows = max(1, min(s, (1 << 28) // max(1, q.shape[0] * q.shape[1] * s)))
+    prev_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # a true fp32 reference
+    try:
+        for start in range(0, s, rows):
+            stop = min(s, start + rows)
+            qf = q[:, :, start:stop].to(precision)
+            scores = torch.matmul(qf, kf.transpose(-1, -2)) * scale
+            if causal:
+                i = torch.arange(start, stop, device=q.device)[:, None]
+                j = torch.arange(s, device=q.device)[None, :]
+                scores.masked_fill_(j > i, float("-inf"))
+            out[:, :, start:stop] = torch.matmul(torch.softmax(scores, dim=-1), vf)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev_tf32
+    return out
