@@ -14,6 +14,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """avo: agentic variation operators — evolutionary search over Triton attention kernels."""
+
+
 app.command("bench")(bench_cmd.bench)
 
 

@@ -1,0 +1,114 @@
+"""`avo bench KERNEL.py`: judge one candidate on the suite and print a table."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from avo.records import EvalResult
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """A user mistake: one line on stderr, no traceback."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def bench(
+    kernel: Path = typer.Argument(..., help="Candidate kernel file defining attention(q, k, v, causal, sm_scale)."),
+    device: str = typer.Option("auto", help="cuda, cpu (Triton interpreter, small shapes) or auto."),
+    suite: str = typer.Option(None, help="Timed suite: avo (MHA+GQA), mha, gqa, d64, cpu. "
+                                         "Default: avo on a GPU, cpu without one."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the full record to this JSON file."),
+    timeout: float = typer.Option(None, help="Seconds before the evaluation is killed."),
+    quick: bool = typer.Option(False, help="Compile and a small correctness check only; no timing."),
+) -> None:
+    """Evaluate a candidate kernel: correctness on fresh random inputs, then TFLOPS
+    against cuDNN and FlashAttention-2 timed in the same run. Exit code 0 only
+    when the candidate passed every check."""
+    from avo.harness import UnknownSuite, evaluate
+    from avo.harness.static_checks import SourceError, check_contract, parse
+
+    if device not in ("auto", "cuda", "cpu"):
+        fail(f"unknown device {device!r}: use cuda, cpu or auto")
+    if not kernel.is_file():
+        fail(f"no such kernel file: {kernel}")
+    try:
+        check_contract(parse(kernel.read_text()))
+    except SourceError as e:
+        fail(f"{kernel} is not a candidate kernel: {e}")
+    except UnicodeDecodeError:
+        fail(f"{kernel} is not a text file")
+
+    try:
+        with console.status(f"evaluating {kernel} in an isolated worker process…"):
+            result = evaluate(kernel, device=device, suite=suite, timeout_s=timeout, quick=quick)
+    except UnknownSuite as e:
+        fail(str(e))
+
+    print_result(result, str(kernel))
+    if json_out:
+        record = {"kernel": str(kernel), **result.to_dict()}
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(record, indent=2))
+        console.print(f"wrote {json_out}")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def print_result(result: EvalResult, title: str) -> None:
+    interp = result.interpreter
+    unit = "GFLOP/s" if interp else "TFLOPS"
+    scale = 1e3 if interp else 1.0
+    if interp:
+        console.print("[yellow]CPU run: Triton interpreter timings — they say nothing about GPU speed "
+                      "and are never compared with GPU figures.[/]")
+    table = Table(title=f"{title} — suite {result.suite} on {result.env.get('gpu', result.device)}")
+    table.add_column("config")
+    table.add_column(unit, justify="right")
+    if not interp:
+        for col in ("cuDNN", "FA2", "× cuDNN", "× FA2"):
+            table.add_column(col, justify="right")
+    for t in result.timings:
+        row = [t.config, f"{t.tflops * scale:.1f}"]
+        if not interp:
+            row += [_num(t.cudnn_tflops), _num(t.fa2_tflops), _ratio(t.ratio_cudnn), _ratio(t.ratio_fa2)]
+        table.add_row(*row)
+    if result.timings and result.ok:
+        row = ["geomean", f"{result.geomean_tflops * scale:.1f}"]
+        if not interp:
+            row += ["", "", _ratio(result.geomean_ratio_cudnn), _ratio(result.geomean_ratio_fa2)]
+        table.add_row(*row, style="bold")
+    if result.timings:
+        console.print(table)
+
+    passed = sum(c.passed for c in result.checks)
+    console.print(f"correctness: {passed}/{len(result.checks)} checks passed; "
+                  f"max abs err {result.max_abs_err:.2e}, max rel err {result.max_rel_err:.2e}")
+    env = result.env
+    console.print(f"gpu {env.get('gpu', '?')} | driver {env.get('driver', '-')} | torch {env.get('torch', '?')} | "
+                  f"triton {env.get('triton', '?')} | cuDNN {env.get('cudnn', '-')} | wall {result.wall_s:.1f} s",
+                  highlight=False)
+    if env.get("baseline_errors"):
+        console.print(f"[yellow]baselines unavailable: {env['baseline_errors']}[/]")
+    colour = "green" if result.ok else "red"
+    line = f"status: [bold {colour}]{result.status}[/]"
+    if result.message:
+        line += f" — {result.message}"
+    console.print(line, highlight=False)
+    if not result.ok and result.log_tail.strip():
+        console.print("[dim]last lines of the worker log:[/]")
+        console.print("\n".join(result.log_tail.strip().splitlines()[-8:]), markup=False, highlight=False)
+
+
+def _num(x) -> str:
+    return f"{x:.1f}" if x else "-"
+
+
+def _ratio(x) -> str:
+    return f"{x:.2f}×" if x else "-"
