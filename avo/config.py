@@ -1,0 +1,219 @@
+"""The one config file, `params.yaml`, read into frozen dataclasses.
+
+One section per concern (harness, lineage, tracking, evolve, agent, report).
+Every field has a default, so avo runs without a params.yaml; a key the code
+does not know, or a value of the wrong type or outside its choices, is a
+ConfigError whose one-line message names the key and says how to fix it.
+
+To add a setting: add a field (with a default and a comment) to the section's
+dataclass. The loader reads fields and their types from the dataclass, so
+nothing else needs to change. Allowed values go in `metadata={"choices": ...}`;
+bounds in `metadata={"min": ...}`. DVC tracks params.yaml, so stages rerun
+when a section they list changes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PARAMS_FILE = "params.yaml"
+
+
+class ConfigError(ValueError):
+    """A mistake in params.yaml; the message is one line, meant for the user."""
+
+
+def _choices(*values):
+    return {"choices": values}
+
+
+# ------------------------------------------------------------------ sections
+@dataclass(frozen=True)
+class HarnessConfig:
+    """How candidates are evaluated (avo.harness.evaluate)."""
+
+    device: str = field(default="auto", metadata=_choices("auto", "cuda", "cpu"))
+    suite: str | None = None  # None: the problem's default suite for the device
+    timeout_s: float = field(default=900.0, metadata={"min": 1})
+    quick: bool = False  # fewer correctness seeds and timing reps (smoke runs)
+
+
+@dataclass(frozen=True)
+class LineageConfig:
+    """Where committed versions live and when a candidate is committed."""
+
+    root: str = "kernel_src/attention/lineage"
+    seed: str = "kernel_src/attention/seeds/fa2.py"  # v0
+    # Commit rule: geomean >= best * (1 + margin). The margin covers run-to-run
+    # spread: ~1% on a GPU with CUDA-event timing (measure it with repeated
+    # `avo bench` runs; see avo.commit_rule.margin_from_spread). Interpreter
+    # timings on a CPU measure Python overhead, not kernel quality, and wander
+    # by several percent, so they get their own, wider margin.
+    noise_margin_cuda: float = field(default=0.01, metadata={"min": 0})
+    noise_margin_cpu: float = field(default=0.05, metadata={"min": 0})
+    # Each promotion is also a git commit of the lineage files only ("auto": when
+    # the lineage sits in a git work tree with no merge/rebase in progress).
+    git_commit: str = field(default="auto", metadata=_choices("auto", "on", "off"))
+
+    def margin_for(self, device: str, interpreter: bool) -> float:
+        """The noise margin that applies to a result measured on `device`."""
+        return self.noise_margin_cpu if (interpreter or device != "cuda") else self.noise_margin_cuda
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow. A broken store warns and never stops a run or loses a commit."""
+
+    enabled: bool = True
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow/mlflow.db
+    experiment: str = "attention-fwd"  # one experiment per problem
+    log_artifacts: bool = True  # source, diff to parent, harness log per candidate
+
+
+@dataclass(frozen=True)
+class EvolveConfig:
+    """The evolve loop (flows/). Owners of the loop add their fields here."""
+
+    generations: int = field(default=2, metadata={"min": 0})
+    candidates_per_generation: int = field(default=2, metadata={"min": 1})
+    operator: str = field(default="auto", metadata=_choices("auto", "heuristic", "agent"))
+    seed: int = 0
+    stagnation_generations: int = field(default=3, metadata={"min": 1})  # supervisor trigger
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The LangGraph variation operator (agents/). Secrets come from the environment."""
+
+    model: str | None = None  # e.g. "openai:gpt-4.1" or "anthropic:claude-…"; None: heuristic only
+    base_url: str | None = None  # an OpenAI-compatible server
+    temperature: float = field(default=0.7, metadata={"min": 0})
+    max_steps: int = field(default=12, metadata={"min": 1})
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """`avo report` outputs."""
+
+    out_dir: str = "reports"
+    title: str = "avo lineage: attention forward"
+
+
+@dataclass(frozen=True)
+class Config:
+    harness: HarnessConfig = field(default_factory=HarnessConfig)
+    lineage: LineageConfig = field(default_factory=LineageConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    evolve: EvolveConfig = field(default_factory=EvolveConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    source: str = ""  # the params.yaml it came from ("" = defaults only)
+
+    def as_dict(self) -> dict:
+        """Sections as plain dicts (for MLflow params, reports)."""
+        return {f.name: dataclasses.asdict(getattr(self, f.name))
+                for f in dataclasses.fields(self) if f.name != "source"}
+
+
+# ------------------------------------------------------------------- loading
+def load_config(path: str | Path | None = None) -> Config:
+    """Read params.yaml (default: ./params.yaml, defaults if absent)."""
+    if path is None:
+        path = Path(os.environ.get("AVO_PARAMS", PARAMS_FILE))
+        if not path.exists():
+            return Config()
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    return config_from_dict(raw, source=str(path))
+
+
+def config_from_dict(raw: dict, source: str = "") -> Config:
+    where = source or PARAMS_FILE
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections at the top level")
+    sections = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
+    built = {}
+    for name, value in raw.items():
+        if name not in sections:
+            raise ConfigError(f"{where}: unknown section {name!r}; known: {', '.join(sections)}")
+        cls = _section_class(sections[name])
+        built[name] = _build_section(cls, value if value is not None else {}, name, where)
+    return Config(**built, source=source)
+
+
+def _section_class(f: dataclasses.Field) -> type:
+    return f.default_factory  # each section field defaults to its class
+
+
+def _build_section(cls: type, values, section: str, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: section {section!r} must be a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key {section}.{key}; "
+                              f"known keys: {', '.join(fields)}")
+        kwargs[key] = _check_value(value, hints[key], fields[key].metadata, f"{section}.{key}", where)
+    return cls(**kwargs)
+
+
+def _check_value(value, hint, meta, key: str, where: str):
+    value = _coerce(value, hint, key, where)
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{where}: {key} = {value!r}; use one of {', '.join(map(str, choices))}")
+    lo = meta.get("min")
+    if lo is not None and value is not None and value < lo:
+        raise ConfigError(f"{where}: {key} = {value!r}; must be >= {lo}")
+    return value
+
+
+def _coerce(value, hint, key: str, where: str):
+    """Accept `value` if it fits `hint` (int for float is fine; bool is not an int)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, where)
+            except ConfigError:
+                pass
+        raise _type_error(value, hint, key, where)
+    origin = typing.get_origin(hint) or hint
+    if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if origin is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if origin in (bool, str) and type(value) is origin:
+        return value
+    if origin in (tuple, list) and isinstance(value, list):
+        item = args[0] if args else typing.Any
+        return tuple(_coerce(v, item, key, where) for v in value)
+    if origin is dict and isinstance(value, dict):
+        return dict(value)
+    if hint is typing.Any:
+        return value
+    raise _type_error(value, hint, key, where)
+
+
+def _type_error(value, hint, key: str, where: str) -> ConfigError:
+    name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    return ConfigError(f"{where}: {key} = {value!r} is not a {name}; fix the value in params.yaml")
