@@ -216,4 +216,4 @@ def _coerce(value, hint, key: str, where: str):
 
 def _type_error(value, hint, key: str, where: str) -> ConfigError:
     name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-    return ConfigError(f"{where}: {key} = {value!r} is not a {name}; fix the value in params.yaml")
+    return ConfigError(f"{where}: {key} = {value!r} has the wrong type; expected {name}")
