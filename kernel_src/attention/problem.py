@@ -139,11 +139,16 @@ def make_inputs(shape: Shape, device: str, seed: int, amplitude: float = 1.0):
     import torch
 
     dt = getattr(torch, shape.dtype)
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    # drawn on the device itself: the timed suite's tensors are 128 MB each
+    g = torch.Generator(device=device).manual_seed(seed)
     b, hq, hkv, s, d = shape.batch, shape.heads_q, shape.heads_kv, shape.seqlen, shape.head_dim
-    q = (torch.randn(b, hq, s, d, generator=g) * amplitude).to(device=device, dtype=dt)
-    k = torch.randn(b, hkv, s, d, generator=g).to(device=device, dtype=dt)
-    v = torch.randn(b, hkv, s, d, generator=g).to(device=device, dtype=dt)
+
+    def draw(*size, scale=1.0):
+        return (torch.randn(*size, generator=g, device=device) * scale).to(dt)
+
+    q = draw(b, hq, s, d, scale=amplitude)
+    k = draw(b, hkv, s, d)
+    v = draw(b, hkv, s, d)
     return q, k, v
 
 
@@ -151,9 +156,9 @@ def refill_(q, k, v, seed: int, amplitude: float = 1.0) -> None:
     """Overwrite the same buffers with new random values, in place."""
     import torch
 
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    g = torch.Generator(device=q.device).manual_seed(seed)
     for t, a in ((q, amplitude), (k, 1.0), (v, 1.0)):
-        t.copy_(torch.randn(t.shape, generator=g) * a)
+        t.copy_(torch.randn(t.shape, generator=g, device=t.device) * a)
 
 
 def reference(q, k, v, causal: bool, sm_scale: float | None = None, precision=None):
