@@ -122,6 +122,16 @@ class Config:
 
 
 # ------------------------------------------------------------------- loading
+def repo_root(start: str | Path | None = None) -> Path:
+    """The nearest folder, from `start` (default: cwd) upwards, holding params.yaml,
+    .dvc or .git; `start` itself if none does. Default paths hang off it."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if any((folder / marker).exists() for marker in (PARAMS_FILE, ".dvc", ".git")):
+            return folder
+    return here
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Read params.yaml (default: ./params.yaml, defaults if absent)."""
     if path is None:

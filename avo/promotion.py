@@ -1,0 +1,69 @@
+"""The commit step of a generation: rule, lineage, git, MLflow — in that order.
+
+The lineage write comes first and is the only step that must succeed; the git
+commit and the MLflow run are by-products that report failures as warnings
+(GitOutcome, Tracker.warnings) and never undo or block a lineage commit.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from avo.candidate import Candidate
+from avo.config import LineageConfig
+from avo.git_commit import GitOutcome, commit_paths, should_git_commit
+from avo.lineage import CommitDecision, Lineage, unified_diff
+from avo.records import EvalResult
+
+
+@dataclass(frozen=True)
+class Promotion:
+    decision: CommitDecision
+    margin: float
+    git: GitOutcome | None = None  # None: no git commit was asked for
+    warnings: tuple[str, ...] = field(default=())
+
+
+def promote(lineage: Lineage, candidate: Candidate, result: EvalResult, cfg: LineageConfig,
+            tracker=None, note: str = "") -> Promotion:
+    """Commit `candidate` if the rule allows; record the attempt; git-commit and log it.
+
+    `tracker` is an avo.tracking.Tracker (or None). The margin is params.yaml's
+    lineage.noise_margin_cuda or noise_margin_cpu, by where `result` was measured.
+    """
+    margin = cfg.margin_for(result.device, result.interpreter)
+    parent_source = None
+    if candidate.parent is not None and lineage.has(candidate.parent):
+        parent_source = lineage.get(candidate.parent).source
+    decision = lineage.commit(candidate, result, margin, note=note)
+
+    warnings: list[str] = []
+    git = None
+    if decision.committed and should_git_commit(cfg.git_commit, lineage.root):
+        git = commit_paths([lineage.root], _git_message(candidate, result, decision, note))
+        if not git.committed and git.detail != "nothing to commit in the lineage":
+            warnings.append(f"avo: warning: v{decision.version} is in the lineage but not in git: "
+                            f"{git.detail}")
+            print(warnings[-1], file=sys.stderr)
+    if tracker is not None:
+        diff = (unified_diff(parent_source, candidate.source, f"v{candidate.parent}/kernel.py",
+                             "candidate/kernel.py") if parent_source is not None else "")
+        before = len(tracker.warnings)
+        tracker.log_candidate(candidate, result, decision, diff=diff)
+        warnings.extend(tracker.warnings[before:])  # already printed by the tracker
+    return Promotion(decision, margin, git, tuple(warnings))
+
+
+def _git_message(candidate: Candidate, result: EvalResult, decision: CommitDecision, note: str) -> str:
+    t = candidate.technique
+    parent = f"v{candidate.parent}" if candidate.parent is not None else "none"
+    lines = [f"lineage v{decision.version}: {t.name} ({candidate.operator}, from {parent})", "",
+             f"geomean {result.geomean_tflops:.4g} TFLOPS on {result.env.get('gpu') or result.device}"
+             f" (suite {result.suite}); {decision.reason}"]
+    if t.expected:
+        lines.append(f"expected: {t.expected}")
+    if t.why:
+        lines.append(f"why: {t.why}")
+    if note:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
