@@ -6,6 +6,8 @@ from __future__ import annotations
 import typer
 
 from avo.commands import bench as bench_cmd
+from avo.commands import lineage as lineage_cmd
+from avo.commands import report as report_cmd
 
 app = typer.Typer(
     name="avo",
@@ -22,6 +24,8 @@ def _root() -> None:
 
 
 app.command("bench")(bench_cmd.bench)
+app.add_typer(lineage_cmd.app, name="lineage")
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

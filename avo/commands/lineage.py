@@ -1,0 +1,193 @@
+"""`avo lineage`: list, show, diff and attempts; `add` submits a hand-written
+kernel through the harness and the commit rule (operator = human); `init`
+evaluates the seed and makes it v0."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from avo.candidate import Candidate, Technique
+from avo.config import Config, ConfigError, load_config
+from avo.lineage import Lineage, LineageError, Version, parse_version
+
+app = typer.Typer(help="The committed versions of the kernel and every attempt.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+LINEAGE_OPT = typer.Option(None, "--lineage", help="Lineage folder (default: params.yaml lineage.root).")
+PARAMS_OPT = typer.Option(None, "--params", help="Config file (default: ./params.yaml).")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """A user mistake: one line on stderr, no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _open(root: Path | None, params: Path | None) -> tuple[Config, Lineage]:
+    try:
+        cfg = load_config(params)
+    except ConfigError as e:
+        fail(str(e))
+    return cfg, Lineage(root or cfg.lineage.root)
+
+
+def _version(lineage: Lineage, text: str) -> Version:
+    try:
+        return lineage.get(parse_version(text))
+    except (ValueError, LineageError) as e:
+        fail(str(e))
+
+
+def _num(x: float | None, fmt: str = ".4g") -> str:
+    return format(x, fmt) if x else "-"
+
+
+@app.command("list")
+def list_versions(root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
+    """One line per committed version."""
+    _, lineage = _open(root, params)
+    versions = lineage.versions()
+    if not versions:
+        print(f"no versions in {lineage.root}")
+        return
+    best = lineage.best()
+    print(f"{'ver':>5} {'parent':>6} {'operator':<9} {'geomean':>9} {'xcuDNN':>7} {'xFA2':>6}  "
+          f"{'device':<22} {'created':<25} technique")
+    for v in versions:
+        r = v.result
+        device = (r.env.get("gpu") or r.device) + (" (interp)" if r.interpreter else "")
+        mark = "*" if best and v.number == best.number else " "
+        parent = "-" if v.parent is None else f"v{v.parent}"
+        print(f"{mark}v{v.number:<3} {parent:>6} {v.operator:<9} {_num(v.geomean):>9} "
+              f"{_num(r.geomean_ratio_cudnn, '.3f'):>7} {_num(r.geomean_ratio_fa2, '.3f'):>6}  "
+              f"{device[:22]:<22} {v.created:<25} {v.technique.name}")
+    print(f"(* best; geomean in TFLOPS; {len(lineage.attempts())} attempts in {lineage.root}/attempts.jsonl)")
+
+
+@app.command("show")
+def show(version: str = typer.Argument(..., help="Version, e.g. 3 or v3."),
+         source: bool = typer.Option(False, "--source", help="Also print the kernel source."),
+         root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
+    """A version's metadata, technique, per-configuration TFLOPS and environment."""
+    _, lineage = _open(root, params)
+    v = _version(lineage, version)
+    r, t = v.result, v.technique
+    print(f"v{v.number}  parent: {'-' if v.parent is None else f'v{v.parent}'}  operator: {v.operator}  "
+          f"generation: {v.generation}  created: {v.created}")
+    print(f"technique: {t.name}")
+    for label, text in (("expected", t.expected), ("why", t.why), ("note", v.note)):
+        if text:
+            print(f"  {label}: {text}")
+    print(f"status: {r.status}  suite: {r.suite}  device: {r.device}"
+          f"{' (Triton interpreter)' if r.interpreter else ''}  max rel err: {r.max_rel_err:.3g}")
+    print("env: " + ", ".join(f"{k}={val}" for k, val in r.env.items()))
+    print(f"geomean: {_num(v.geomean)} TFLOPS  x cuDNN: {_num(r.geomean_ratio_cudnn, '.3f')}  "
+          f"x FA2: {_num(r.geomean_ratio_fa2, '.3f')}")
+    for tm in r.timings:
+        eff = t.measured.get(tm.config)
+        print(f"  {tm.config:<36} {tm.tflops:>9.4g} TFLOPS  cuDNN {_num(tm.cudnn_tflops):>7}  "
+              f"FA2 {_num(tm.fa2_tflops):>7}" + (f"  {(eff - 1) * 100:+.1f}% vs parent" if eff else ""))
+    if r.compile_stats:
+        print("compile: " + ", ".join(f"{k}={val}" for k, val in r.compile_stats.items()))
+    if source:
+        print(f"--- v{v.number}/kernel.py ---")
+        print(v.source, end="" if v.source.endswith("\n") else "\n")
+
+
+@app.command("diff")
+def diff(a: str = typer.Argument(..., help="Older version."), b: str = typer.Argument(..., help="Newer version."),
+         root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
+    """Unified diff of two versions' kernels."""
+    _, lineage = _open(root, params)
+    va, vb = _version(lineage, a), _version(lineage, b)
+    print(lineage.diff(va.number, vb.number) or f"v{va.number} and v{vb.number} have the same source", end="")
+
+
+@app.command("attempts")
+def attempts(limit: int = typer.Option(20, help="How many recent attempts."),
+             root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
+    """What was tried recently and what happened (the text agents read)."""
+    _, lineage = _open(root, params)
+    print(lineage.attempts_summary(limit))
+
+
+@app.command("add")
+def add(
+    kernel: Path = typer.Argument(..., help="A hand-written kernel file."),
+    note: str = typer.Option("", "--note", help="Why this kernel: stored with the version."),
+    technique: str = typer.Option("hand-written", help="Short name of the technique tried."),
+    expected: str = typer.Option("", help="Expected effect, written before measuring."),
+    parent: str = typer.Option(None, help="Version it derives from (default: the best)."),
+    device: str = typer.Option(None, help="cuda, cpu or auto (default: params.yaml harness.device)."),
+    suite: str = typer.Option(None, help="Timed suite (default: params.yaml harness.suite)."),
+    root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT,
+) -> None:
+    """Evaluate KERNEL with the harness and commit it as operator "human" if it is
+    correct and beats the best by the noise margin. Exit 0 when committed, 1 when not."""
+    cfg, lineage = _open(root, params)
+    if not kernel.is_file():
+        fail(f"no such kernel file: {kernel}")
+    if device not in (None, "auto", "cuda", "cpu"):
+        fail(f"unknown device {device!r}: use cuda, cpu or auto")
+    try:
+        source = kernel.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        fail(f"{kernel} is not a text file")
+    if parent is not None:
+        parent_n = _version(lineage, parent).number
+    else:
+        best = lineage.best()
+        parent_n = best.number if best else None
+    result = _evaluate(kernel, cfg, device, suite)
+    candidate = Candidate(source=source, parent=parent_n, operator="human",
+                          technique=Technique(name=technique, expected=expected, why=note))
+    from avo.promotion import promote
+    from avo.tracking import Tracker
+
+    promotion = promote(lineage, candidate, result, cfg.lineage,
+                        tracker=Tracker.from_config(cfg.tracking), note=note)
+    d = promotion.decision
+    print(f"{kernel}: {result.status}, geomean {result.geomean_tflops:.4g} TFLOPS "
+          f"(margin {promotion.margin:g})")
+    if d.committed:
+        git = f"; git {promotion.git.detail}" if promotion.git and promotion.git.committed else ""
+        print(f"committed as v{d.version}: {d.reason}{git}")
+    else:
+        print(f"not committed: {d.reason}")
+    raise typer.Exit(0 if d.committed else 1)
+
+
+@app.command("init")
+def init(seed: Path = typer.Option(None, help="Seed kernel (default: params.yaml lineage.seed)."),
+         device: str = typer.Option(None, help="cuda, cpu or auto (default: params.yaml harness.device)."),
+         suite: str = typer.Option(None, help="Timed suite (default: params.yaml harness.suite)."),
+         root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
+    """Evaluate the seed kernel and make it v0 (nothing to do if v0 is this seed)."""
+    cfg, lineage = _open(root, params)
+    seed = seed or Path(cfg.lineage.seed)
+    if not seed.is_file():
+        fail(f"no such seed kernel: {seed}")
+    if lineage.has(0):
+        if lineage.get(0).source == seed.read_text(encoding="utf-8"):
+            print(f"{lineage.root} already starts from {seed} (v0)")
+            return
+        fail(f"{lineage.root} already has a v0 from a different seed")
+    result = _evaluate(seed, cfg, device, suite)
+    try:
+        v0 = lineage.init_from_seed(seed, result)
+    except LineageError as e:
+        fail(str(e), code=1)
+    print(f"v0 = {seed}: geomean {v0.geomean:.4g} TFLOPS on {result.env.get('gpu') or result.device}")
+
+
+def _evaluate(kernel: Path, cfg: Config, device: str | None, suite: str | None):
+    from avo.harness import UnknownSuite, evaluate  # torch stays out of `avo lineage list`
+
+    print(f"evaluating {kernel} in an isolated worker process…", file=sys.stderr)
+    try:
+        return evaluate(kernel, device=device or cfg.harness.device, suite=suite or cfg.harness.suite,
+                        timeout_s=cfg.harness.timeout_s)
+    except (UnknownSuite, ValueError) as e:
+        fail(str(e))
