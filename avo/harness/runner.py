@@ -77,6 +77,7 @@ def evaluate(
     seeds: list[int] | None = None,
     problem_path: str | Path = DEFAULT_PROBLEM,
     static_checks: bool = True,
+    gpu: int | str | None = None,  # pin the worker to this GPU (CUDA_VISIBLE_DEVICES); None: inherit
 ) -> EvalResult:
     """Judge one candidate. Always returns an EvalResult (errors are data).
 
@@ -111,7 +112,8 @@ def evaluate(
     seeds = seeds or [secrets.randbits(31) for _ in range(6)]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="avo-eval-") as work:
-        result = _run_worker(text, Path(work), device, suite, configs, quick, seeds, Path(problem_path), timeout)
+        result = _run_worker(text, Path(work), device, suite, configs, quick, seeds, Path(problem_path), timeout,
+                             gpu)
     result.wall_s = round(time.monotonic() - t0, 3)
     result.source_sha256 = sha
     result.suite, result.device, result.interpreter = suite, device, device == "cpu"
@@ -124,7 +126,8 @@ def _is_path(source) -> bool:
     return "\n" not in source and source.endswith(".py")
 
 
-def _run_worker(text, work: Path, device, suite, configs, quick, seeds, problem_path, timeout) -> EvalResult:
+def _run_worker(text, work: Path, device, suite, configs, quick, seeds, problem_path, timeout,
+                gpu=None) -> EvalResult:
     cand = work / "candidate.py"
     cand.write_text(text)
     read_fd, write_fd = os.pipe()
@@ -135,7 +138,7 @@ def _run_worker(text, work: Path, device, suite, configs, quick, seeds, problem_
         proc = subprocess.Popen(
             [sys.executable, "-s", "-m", "avo.harness.worker"],
             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=work,
-            env=_scrubbed_env(work, device), pass_fds=(write_fd,), start_new_session=True,
+            env=_scrubbed_env(work, device, gpu), pass_fds=(write_fd,), start_new_session=True,
             preexec_fn=_cpu_limits if device == "cpu" else None,
         )
     os.close(write_fd)
@@ -197,7 +200,7 @@ def _sanity_check(result: EvalResult, quick: bool) -> EvalResult:
     return result
 
 
-def _scrubbed_env(work: Path, device: str) -> dict:
+def _scrubbed_env(work: Path, device: str, gpu: int | str | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIXES)}
     env.update(
         HOME=str(work), TMPDIR=str(work), PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1",
@@ -207,6 +210,9 @@ def _scrubbed_env(work: Path, device: str) -> dict:
     if device == "cpu":
         env["TRITON_INTERPRET"] = "1"
         env["CUDA_VISIBLE_DEVICES"] = ""
+    elif gpu is not None:
+        # one evaluation per GPU: the evolve flow leases a GPU id (avo.gpu_pool) and pins the worker to it
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     return env
 
 
