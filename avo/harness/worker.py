@@ -300,8 +300,10 @@ def compiled_kernel_stats(module) -> dict:
     where this Triton version exposes them (best effort; empty on the CPU)."""
     stats = {}
     for name, obj in vars(module).items():
-        fn = getattr(obj, "fn", obj)  # autotuned kernels wrap the JITFunction
-        caches = getattr(fn, "device_caches", None) or getattr(fn, "cache", None)
+        fn = obj  # autotune/heuristics wrappers keep the JITFunction in .fn
+        while not hasattr(fn, "device_caches") and hasattr(fn, "fn"):
+            fn = fn.fn
+        caches = getattr(fn, "device_caches", None)
         if not isinstance(caches, dict):
             continue
         for entry in caches.values():
