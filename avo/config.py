@@ -85,6 +85,20 @@ class EvolveConfig:
     operator: str = field(default="auto", metadata=_choices("auto", "heuristic", "agent"))
     seed: int = 0
     stagnation_generations: int = field(default=3, metadata={"min": 1})  # supervisor trigger
+    # Budgets (null: no limit); the run stops at the first one reached. Spent
+    # amounts are kept in the run's journal (.avo/evolve/), so a resumed run counts on.
+    wall_minutes: float | None = field(default=None, metadata={"min": 0})
+    gpu_minutes: float | None = field(default=None, metadata={"min": 0})  # evaluation time on GPUs
+    max_tokens: int | None = field(default=None, metadata={"min": 0})  # LLM tokens (agent operator)
+    max_dollars: float | None = field(default=None, metadata={"min": 0})
+    # Targets: stop once the best committed version reaches one (null: none).
+    target_ratio_cudnn: float | None = field(default=None, metadata={"min": 0})
+    target_tflops: float | None = field(default=None, metadata={"min": 0})
+    # Parallel evaluation: one per visible GPU; on a CPU at most this many at once.
+    cpu_eval_slots: int = field(default=1, metadata={"min": 1})
+    dask_address: str | None = None  # an existing Dask scheduler (tcp://host:8786): evaluate tasks run there
+    serve_cron: str = "0 2 * * *"  # `avo serve`: when the deployment runs (nightly, resuming the lineage)
+    state_dir: str = ".avo"  # run journals (resume) under <repo>/<state_dir>/evolve/
 
 
 @dataclass(frozen=True)
