@@ -2,7 +2,6 @@
 
 Core tests run in milliseconds on hand-made results; the kill test starts a few
 subprocesses (about a second)."""
-import json
 import os
 import signal
 import subprocess
