@@ -166,8 +166,9 @@ class Usage:
     retries: int = 0
 
     def as_meta(self) -> dict:
+        # `tokens` is what avo.budget.Spent charges against the run's token budget
         return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "cost_usd": round(self.cost_usd, 6), "model_calls": self.calls,
+                "tokens": self.input_tokens + self.output_tokens, "cost_usd": round(self.cost_usd, 6), "model_calls": self.calls,
                 "model_retries": self.retries}
 
 

@@ -1,0 +1,251 @@
+"""The supervisor: a stagnation rule, a review of the trajectory, new directions.
+
+    verdict = detect_stagnation(lineage.attempts(), generation=g, patience=3)
+    if verdict.triggered:
+        supervise(lineage_root, attempts, lineage_summary, generation=g, trigger=verdict.reason,
+                  model=chat_model_or_None)      # writes <lineage_root>/directions.json
+
+The rule (plain Python): `patience` generations without a commit, or the same
+direction (technique name) tried `repeats` times since the last commit without
+one landing. It does not fire again until `patience` generations after the last
+directions were written.
+
+The review is a graph: review → write. With a model, `review` asks it (prompt:
+agents/prompts/supervisor.md) to call its `directions` tool; without one, or
+when its answer is unusable, rules stand in: stop repeating what failed, and
+try the known levers that the attempts log shows were never tried.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import StructuredTool
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+from pydantic import BaseModel, Field, ValidationError
+from typing_extensions import TypedDict
+
+from agents import prompts
+from agents.models import Budget, BudgetExceeded, ModelSpec, Usage, invoke_model
+from avo.directions import Directions, read_directions, write_directions
+
+# Levers known to matter on Hopper (knowledge_base/ explains each), as
+# (keywords that mark an attempt as having tried it, the direction to give).
+LEVERS = [
+    (("causal-split", "causal-loop-split", "loop split", "diagonal"),
+     "split the causal key loop into unmasked full tiles and one masked diagonal tile (causal configs)"),
+    (("tma", "descriptor"),
+     "load K and V through TMA tensor descriptors (tl.make_tensor_descriptor) instead of pointer tiles"),
+    (("gqa", "head packing", "pack"),
+     "GQA head packing: process the query heads that share a KV head in one program so K/V load once"),
+    (("lazy", "rescale", "threshold"),
+     "lazy rescaling: rescale acc only when the row max grows by more than a threshold (log2 8)"),
+    (("persistent",), "a persistent grid: one program per SM looping over tiles, longest (causal) tiles first"),
+    (("warp_specialize", "warp-special", "ping-pong", "pingpong"),
+     "warp specialization: tl.range(..., warp_specialize=True) on the key loop (non-causal first)"),
+    (("stages", "pipelin"), "deeper software pipelining of the K/V loads (num_stages 3-4 with BLOCK_N 64)"),
+    (("block_n", "block_m", "tile"), "retune BLOCK_M/BLOCK_N/num_warps jointly per head dim and causal mode"),
+    (("exp2", "fma", "scale"), "fold sm_scale*log2(e) into one FMA before exp2 and keep the max in base 2"),
+]
+
+
+# ----------------------------------------------------------- stagnation rule
+@dataclass(frozen=True)
+class Stagnation:
+    triggered: bool
+    reason: str  # one line; "" when not triggered
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", (name or "").lower()).strip("-")
+
+
+def detect_stagnation(attempts: list[dict], *, generation: int, patience: int = 3, repeats: int = 3,
+                      last_review: int | None = None) -> Stagnation:
+    """Whether the search has stagnated after `generation` (attempts: the lineage's log)."""
+    if last_review is not None and generation - last_review < patience:
+        return Stagnation(False, "")
+    committed = [int(a.get("generation") or 0) for a in attempts if a.get("committed") and a.get("operator") != "seed"]
+    last_commit = max(committed, default=min((int(a.get("generation") or 0) for a in attempts), default=0))
+    since = generation - last_commit
+    if since >= patience:
+        return Stagnation(True, f"{since} generations without a commit (since generation {last_commit})")
+    recent = [a for a in attempts if int(a.get("generation") or 0) > last_commit and not a.get("committed")]
+    names = Counter(_norm(a.get("technique", {}).get("name", "")) for a in recent)
+    names.pop("", None)
+    if names:
+        name, count = names.most_common(1)[0]
+        if count >= repeats:
+            return Stagnation(True, f"direction {name!r} tried {count} times since the last commit without one")
+    return Stagnation(False, "")
+
+
+# --------------------------------------------------------------------- graph
+class DirectionsArgs(BaseModel):
+    directions: list[str] = Field(description="3 to 5 concrete, distinct directions for the next proposals")
+    avoid: list[str] = Field(default_factory=list, description="directions to stop trying, with the reason")
+    rationale: str = Field(default="", description="what the trajectory shows, in 2-3 sentences")
+
+
+DIRECTIONS_TOOL = StructuredTool.from_function(
+    lambda **kw: "recorded", name="directions", args_schema=DirectionsArgs,
+    description="Record the new directions (call exactly once).")
+
+
+@dataclass
+class SupervisorContext:
+    lineage_root: Path
+    model: Any = None  # a chat model, or None: rules only
+    spec: ModelSpec | None = None
+    usage: Usage = field(default_factory=Usage)
+    budget: Budget | None = None
+    knowledge: Any = None  # avo.knowledge.KnowledgeBase, for the levers' notes
+    sleep: Callable[[float], None] = time.sleep
+
+
+class SupervisorState(TypedDict, total=False):
+    generation: int
+    trigger: str
+    lineage_summary: str
+    attempts: list[dict]
+    previous: list[str]  # the directions in force
+    directions: dict  # output: a Directions as a dict
+    note: str  # why the rules stood in, if they did
+
+
+class SupervisorInput(TypedDict):
+    generation: int
+    trigger: str
+    lineage_summary: str
+    attempts: list[dict]
+    previous: list[str]
+
+
+class SupervisorOutput(TypedDict):
+    directions: dict
+    note: str
+
+
+def review(state: SupervisorState, runtime: Runtime[SupervisorContext]) -> Command[Literal["write"]]:
+    """The model (or the rules) reads the trajectory and proposes directions."""
+    ctx = runtime.context
+    fallback = rule_directions(state.get("attempts", []))
+    if ctx.model is None:
+        return Command(update={"directions": {**fallback, "author": "rules"}, "note": "no model configured"},
+                       goto="write")
+    message = HumanMessage(_trajectory(state, ctx))
+    try:
+        reply = invoke_model(ctx.model.bind_tools([DIRECTIONS_TOOL]),
+                             [SystemMessage(prompts.load("supervisor")), message],
+                             spec=ctx.spec, usage=ctx.usage, budget=ctx.budget, sleep=ctx.sleep)
+    except BudgetExceeded as e:
+        return Command(update={"directions": {**fallback, "author": "rules"}, "note": str(e)}, goto="write")
+    for call in reply.tool_calls:
+        if call["name"] == "directions":
+            try:
+                args = DirectionsArgs(**(call.get("args") or {}))
+            except ValidationError as e:
+                note = f"model's directions malformed ({e.error_count()} errors)"
+                return Command(update={"directions": {**fallback, "author": "rules"}, "note": note},
+                               goto="write")
+            if args.directions:
+                author = ctx.spec.describe() if ctx.spec else type(ctx.model).__name__
+                return Command(update={"directions": {**args.model_dump(), "author": author}, "note": ""},
+                               goto="write")
+    return Command(update={"directions": {**fallback, "author": "rules"}, "note": "model gave no directions"},
+                   goto="write")
+
+
+def write(state: SupervisorState, runtime: Runtime[SupervisorContext]) -> dict:
+    """Persist the directions next to the lineage, where the next select reads them."""
+    d = state["directions"]
+    directions = Directions(directions=list(d.get("directions", [])), avoid=list(d.get("avoid", [])),
+                            rationale=d.get("rationale", ""), trigger=state.get("trigger", ""),
+                            generation=state.get("generation", 0), author=d.get("author", ""))
+    write_directions(runtime.context.lineage_root, directions)
+    return {"directions": {**d, "trigger": directions.trigger, "generation": directions.generation}}
+
+
+def _trajectory(state: SupervisorState, ctx: SupervisorContext) -> str:
+    lines = [f"Trigger: {state.get('trigger', '')} (after generation {state.get('generation', 0)})", "",
+             state.get("lineage_summary", "") or "Lineage: (no summary)", "", "Attempts (oldest first):"]
+    for a in state.get("attempts", [])[-60:]:
+        t = a.get("technique", {})
+        outcome = f"ok {a.get('geomean_tflops', 0):.4g}" if a.get("status") == "ok" else a.get("status", "?")
+        lines.append(f"- gen {a.get('generation', 0)} {a.get('operator', '?')} '{t.get('name', '')}': {outcome}, "
+                     f"{'committed' if a.get('committed') else 'not committed'}"
+                     + (f" ({(a.get('reason') or a.get('message') or '')[:140]})" if (a.get('reason') or a.get('message')) else ""))
+    lines += ["", "Directions in force:"] + ([f"- {d}" for d in state.get("previous", [])] or ["- (none)"])
+    if ctx.knowledge is not None:
+        notes = ", ".join(ctx.knowledge.notes())
+        lines += ["", f"Knowledge base notes: {notes}"]
+    return "\n".join(lines)
+
+
+def rule_directions(attempts: list[dict], max_directions: int = 4) -> dict:
+    """Without a model: avoid what keeps failing, try levers never tried."""
+    tried = " ".join(_norm(a.get("technique", {}).get("name", "")).replace("-", " ") + " "
+                     + _norm(a.get("technique", {}).get("name", "")) for a in attempts)
+    fresh = [text for keys, text in LEVERS if not any(k in tried for k in keys)]
+    failing = Counter(_norm(a.get("technique", {}).get("name", "")) for a in attempts
+                      if not a.get("committed") and a.get("operator") != "seed")
+    failing.pop("", None)
+    avoid = [f"{name} (tried {n} times without a commit)" for name, n in failing.most_common(3) if n >= 2]
+    directions = fresh[:max_directions] or [text for _, text in LEVERS[:max_directions]]
+    return {"directions": directions, "avoid": avoid,
+            "rationale": "rules: levers from the knowledge base that the attempts log shows untried; "
+                         "repeatedly failing directions are set aside"}
+
+
+def build_graph():
+    builder = StateGraph(SupervisorState, context_schema=SupervisorContext,
+                         input_schema=SupervisorInput, output_schema=SupervisorOutput)
+    builder.add_node("review", review)
+    builder.add_node("write", write)
+    builder.add_edge(START, "review")
+    builder.add_edge("write", END)
+    return builder.compile(name="supervisor")
+
+
+graph = build_graph()
+
+
+# ------------------------------------------------------------------ entry
+def supervise(lineage_root: str | Path, attempts: list[dict], lineage_summary: str, *, generation: int,
+              trigger: str, model=None, spec: ModelSpec | None = None, budget: Budget | None = None,
+              knowledge=None, sleep: Callable[[float], None] = time.sleep) -> Directions:
+    """Review the trajectory and write directions.json; returns what was written.
+    `model`: a chat model (or None for rules); a ModelSpec builds one."""
+    if model is None and spec is not None:
+        from agents.models import build_chat_model
+
+        model = build_chat_model(spec)
+    previous = read_directions(lineage_root)
+    ctx = SupervisorContext(lineage_root=Path(lineage_root), model=model, spec=spec, budget=budget,
+                            knowledge=knowledge, sleep=sleep)
+    graph.invoke({"generation": generation, "trigger": trigger, "lineage_summary": lineage_summary,
+                  "attempts": attempts, "previous": previous.as_prompt_lines() if previous else []},
+                 context=ctx)
+    written = read_directions(lineage_root)
+    assert written is not None, "the write node always writes directions.json"
+    return written
+
+
+def maybe_supervise(lineage, *, generation: int, patience: int = 3, repeats: int = 3, model=None,
+                    spec: ModelSpec | None = None, budget: Budget | None = None, knowledge=None) -> Directions | None:
+    """The evolve loop's one call after each generation: apply the stagnation rule
+    to `lineage` (avo.lineage.Lineage) and, when it fires, review and write directions."""
+    previous = read_directions(lineage.root)
+    verdict = detect_stagnation(lineage.attempts(), generation=generation, patience=patience, repeats=repeats,
+                                last_review=previous.generation if previous else None)
+    if not verdict.triggered:
+        return None
+    return supervise(lineage.root, lineage.attempts(), lineage.summary(), generation=generation,
+                     trigger=verdict.reason, model=model, spec=spec, budget=budget, knowledge=knowledge)
