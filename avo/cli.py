@@ -26,6 +26,9 @@ def _root() -> None:
 app.command("bench")(bench_cmd.bench)
 app.add_typer(lineage_cmd.app, name="lineage")
 app.command("report")(report_cmd.report)
+from avo.commands import evolve as evolve_cmd  # noqa: E402  (evolve + serve; Prefect is imported lazily)
+app.command("evolve")(evolve_cmd.evolve)
+app.command("serve")(evolve_cmd.serve)
 
 
 def main() -> None:
