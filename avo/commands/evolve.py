@@ -1,0 +1,189 @@
+"""`avo evolve`: run the search (resuming an unfinished run), with a live display;
+`avo serve`: serve the evolve flow locally on a cron schedule.
+
+Both run the Prefect flow in flows/evolve.py against Prefect's temporary local
+API unless PREFECT_API_URL names a server; state lives in .prefect/ (Prefect),
+.avo/evolve/ (the run's journal), the lineage folder and mlflow/.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from avo.commands.bench import fail
+
+console = Console()
+
+
+def _quiet_prefect() -> None:
+    """Prefect's per-task INFO lines would scroll the live display away."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "WARNING")
+
+
+def evolve(
+    generations: int = typer.Option(None, help="Generations to run (default: params.yaml evolve.generations, 2)."),
+    population: int = typer.Option(None, help="Candidates per generation (default: evolve.candidates_per_generation, 2)."),
+    operator: str = typer.Option(None, help="agent | heuristic (default: agent if a model is configured, else heuristic)."),
+    model: str = typer.Option(None, help="Chat model for the agent operator, e.g. openai:gpt-4.1."),
+    budget_minutes: float = typer.Option(None, help="Stop after this many wall-clock minutes (whole run, across resumes)."),
+    gpu_minutes: float = typer.Option(None, help="Stop after this much evaluation time on GPUs."),
+    max_tokens: int = typer.Option(None, help="Stop after this many LLM tokens."),
+    max_dollars: float = typer.Option(None, help="Stop after this much LLM spend."),
+    target_ratio: float = typer.Option(None, help="Stop once the best version reaches this geomean ratio to cuDNN."),
+    device: str = typer.Option(None, help="cuda | cpu | auto (default: params.yaml harness.device, auto)."),
+    dask_address: str = typer.Option(None, help="Run vary/evaluate tasks on an existing Dask scheduler (tcp://host:8786)."),
+    quick: bool = typer.Option(None, "--quick/--full", help="Quick evaluations (no timing: nothing commits); smoke runs."),
+    params: str = typer.Option(None, help="params.yaml to read (default: ./params.yaml, or $AVO_PARAMS)."),
+) -> None:
+    """Evolve the kernel lineage: generations of select -> vary -> evaluate -> commit -> log
+    until a budget ends. Running it again resumes an unfinished run; Ctrl-C stops
+    cleanly after the candidates being evaluated (press twice to abort)."""
+    if operator not in (None, "agent", "heuristic", "auto"):
+        fail(f"unknown operator {operator!r}: use agent or heuristic")
+    if device not in (None, "auto", "cuda", "cpu"):
+        fail(f"unknown device {device!r}: use cuda, cpu or auto")
+    for name, value in (("generations", generations), ("population", population)):
+        if value is not None and value < (0 if name == "generations" else 1):
+            fail(f"--{name} must be {'>= 0' if name == 'generations' else '>= 1'}")
+    _quiet_prefect()
+    from avo import live
+    from avo.config import ConfigError
+    from avo.evolution import OperatorUnavailable
+
+    try:
+        from flows.evolve import evolve as evolve_flow
+    except ImportError as e:
+        fail(f"avo evolve needs Prefect ({e}); pip install 'prefect>=3.4' prefect-dask")
+    display = Progress()
+    unsubscribe = live.subscribe(display.on_event)
+    try:
+        with live.stop_on_sigint(), Live(display.render(), console=console, refresh_per_second=4,
+                                          transient=False) as screen:
+            display.screen = screen
+            summary = evolve_flow(generations=generations, population=population, operator=operator, model=model,
+                                  budget_minutes=budget_minutes, gpu_minutes=gpu_minutes, max_tokens=max_tokens,
+                                  max_dollars=max_dollars, target_ratio=target_ratio, device=device,
+                                  dask_address=dask_address, params_path=params, quick=quick)
+    except (OperatorUnavailable, ConfigError, ValueError) as e:
+        fail(str(e).splitlines()[0])
+    except KeyboardInterrupt:
+        console.print("[yellow]aborted; run `avo evolve` again to resume[/]")
+        raise typer.Exit(130)
+    finally:
+        unsubscribe()
+    best = (f"best v{summary.best_version}: {summary.best_geomean:.4g} TFLOPS geomean"
+            + (f", {summary.best_ratio_cudnn:.3f}x cuDNN" if summary.best_ratio_cudnn else "")
+            if summary.best_version is not None else "no version yet")
+    state = "finished" if summary.finished else "stopped early; run `avo evolve` again to resume"
+    console.print(f"{summary.stop_reason or 'done'} — run {summary.run_id} {state}. "
+                  f"{summary.evaluated} evaluated, {len(summary.committed)} committed. {best}", highlight=False)
+
+
+def serve(
+    cron: str = typer.Option(None, help="Cron schedule (default: params.yaml evolve.serve_cron, '0 2 * * *')."),
+    name: str = typer.Option("nightly", help="Deployment name."),
+    params: str = typer.Option(None, help="params.yaml the scheduled runs read."),
+) -> None:
+    """Serve the evolve flow as a deployment on a cron schedule (each run resumes
+    the lineage). Schedules only fire against a Prefect server: start one with
+    `prefect server start` and set PREFECT_API_URL first."""
+    from avo.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(params)
+    except ConfigError as e:
+        fail(str(e))
+    cron = cron or cfg.evolve.serve_cron
+    if not os.environ.get("PREFECT_API_URL"):
+        console.print("[yellow]PREFECT_API_URL is not set: Prefect's temporary API does not fire schedules. "
+                      "Run `prefect server start` and `export PREFECT_API_URL=http://127.0.0.1:4200/api`.[/]")
+    from flows.evolve import evolve as evolve_flow
+
+    evolve_flow.serve(name=name, cron=cron, parameters={"params_path": params} if params else {})
+
+
+# ---------------------------------------------------------------- the live display
+class Progress:
+    """Listens to avo.live events and draws: generation, candidates done/failed,
+    best geomean, ratio to cuDNN, time and budget left."""
+
+    def __init__(self):
+        self.screen = None
+        self.info: dict = {}
+        self.generation = None
+        self.index = 0
+        self.done = self.failed = self.committed = 0
+        self.best = None  # (version, geomean, ratio)
+        self.left: dict = {}
+        self.recent: list[str] = []
+        self.t0 = time.monotonic()
+        self.note = ""
+
+    def on_event(self, kind: str, data: dict) -> None:
+        if kind == "start":
+            self.info = data
+            self.generation = data["generation"]
+            if data.get("resumed"):
+                self.note = f"resuming run {data['run_id']} at generation {data['generation']}"
+        elif kind == "seed":
+            self.recent.append(f"seed evaluated: {data['status']}, geomean {data['geomean']:.4g}")
+        elif kind == "generation":
+            self.generation, self.index, self.left = data["generation"], data["index"], data["left"]
+        elif kind == "candidate":
+            if data["status"] != "skipped":
+                self.done += 1
+                self.failed += data["status"] != "ok"
+            self.committed += bool(data.get("committed"))
+            verdict = f"committed v{data['version']}" if data.get("committed") else data["status"]
+            self.recent.append(f"g{data['generation']} slot {data['slot']} {data['technique']}: {verdict}"
+                               + (f" ({data.get('detail', '')[:80]})" if not data.get("committed") else ""))
+        elif kind in ("warning", "stopping"):
+            self.recent.append(data.get("message") or data.get("reason", ""))
+        elif kind == "supervise":
+            self.recent.append("stagnation: " + "; ".join(data["directions"])[:120])
+        self.recent = self.recent[-6:]
+        if self.screen is not None:
+            self.screen.update(self.render())
+
+    def render(self):
+        table = Table.grid(padding=(0, 2))
+        info = self.info
+        unit = "GFLOP/s (interpreter)" if info.get("device") == "cpu" else "TFLOPS"
+        table.add_row("run", f"{info.get('run_id', '…')} · {info.get('operator', '?')} operator · "
+                             f"{info.get('device', '?')} · suite {info.get('suite', '?')} · "
+                             f"population {info.get('population', '?')}")
+        table.add_row("generation", f"{self.generation} ({self.index} of this run)" if self.generation else "…")
+        table.add_row("candidates", f"{self.done} evaluated, {self.failed} failed, {self.committed} committed")
+        best = self._best_text(unit)
+        table.add_row("best", best)
+        elapsed = time.monotonic() - self.t0
+        left = ", ".join(f"{v:.1f} {k.replace('_', ' ')}" if isinstance(v, float) else f"{v} {k}"
+                         for k, v in self.left.items()) or "-"
+        table.add_row("time", f"{elapsed / 60:.1f} min elapsed; left: {left}")
+        lines = [Text(line, style="dim") for line in self.recent]
+        head = [Text(self.note, style="cyan")] if self.note else []
+        return Group(*head, table, *lines)
+
+    def _best_text(self, unit: str) -> str:
+        lineage = self.info.get("lineage")
+        if not lineage:
+            return "-"
+        from avo.lineage import Lineage
+        from avo.selection import comparable_versions
+
+        pool = comparable_versions(Lineage(lineage).versions(), self.info.get("device", "cpu"), self.info.get("suite"))
+        if not pool:
+            return "-"
+        best = max(pool, key=lambda v: (v.geomean, -v.number))
+        scale = 1e3 if best.result.interpreter else 1.0
+        ratio = best.result.geomean_ratio_cudnn
+        return (f"v{best.number}: {best.geomean * scale:.4g} {unit}"
+                + (f", {ratio:.3f}x cuDNN" if ratio else ", ratio to cuDNN n/a on CPU"))

@@ -1,0 +1,74 @@
+"""What a running evolve loop shares with the terminal that started it:
+progress events out, a stop request in. Plain Python, process-local.
+
+The loop calls `emit("candidate", ...)`; the CLI subscribes and redraws its
+display. Ctrl-C sets the stop request (see `stop_on_sigint`): the loop lets
+evaluations already running finish and commit, starts nothing new, and
+returns; a second Ctrl-C interrupts at once. A run stopped this way stays
+"running" in its journal, so the next `avo evolve` resumes it.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+_listeners: list[Callable[[str, dict], None]] = []
+_stop = threading.Event()
+_stop_reason = [""]
+
+
+def subscribe(listener: Callable[[str, dict], None]) -> Callable[[], None]:
+    """Call `listener(kind, data)` on every event; returns an unsubscribe function."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+def emit(kind: str, **data) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(kind, data)
+        except Exception as e:  # a display bug must never stop a run
+            print(f"avo: warning: progress display failed: {e}", file=sys.stderr)
+
+
+def request_stop(reason: str = "stop requested") -> None:
+    if not _stop.is_set():
+        _stop_reason[0] = reason
+    _stop.set()
+
+
+def stop_requested() -> bool:
+    return _stop.is_set()
+
+
+def stop_reason() -> str:
+    return _stop_reason[0]
+
+
+def reset() -> None:
+    _stop.clear()
+    _stop_reason[0] = ""
+
+
+@contextmanager
+def stop_on_sigint() -> Iterator[None]:
+    """First Ctrl-C: request a clean stop. Second: KeyboardInterrupt as usual.
+    Only in the main thread (signal handlers cannot be set elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if _stop.is_set():
+            raise KeyboardInterrupt
+        request_stop("interrupted (Ctrl-C): stopping after the candidates in flight")
+        emit("stopping", reason=stop_reason())
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,16 @@
+"""Prefect flows: one generation as a task DAG (generation.py) and the evolve
+loop (evolve.py). Prefect is imported only here and in these modules.
+
+Importing this package first sets Prefect's defaults unless the user set them:
+state under <repo>/.prefect (git-ignored), no analytics, and Prefect's
+temporary local API (no server to start). Point PREFECT_API_URL at a real
+server to see runs in its UI or to let schedules fire.
+"""
+import os
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PREFECT_HOME", str(_REPO / ".prefect"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The temporary API needs ~10 s to start on a small machine; give it room.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")

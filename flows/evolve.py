@@ -1,0 +1,169 @@
+"""The evolve loop as a Prefect flow: generations until a budget ends or a target is met.
+
+    seed        an empty lineage first gets v0: the seed kernel, evaluated and committed
+    generation  the subflow in flows/generation.py, once per generation
+    supervise   after `stagnation_generations` generations without a commit, the
+                supervisor (agents/supervisor.py, when it exists) writes directions;
+                without one, the heuristic widens its moves
+
+Resume: the run's journal (avo.run_state) says which generation is in flight
+and what was spent; running the flow again continues an unfinished run and
+never re-evaluates a source the attempts log already has. A run ends
+"finished" when a budget or target stops it; Ctrl-C or a crash leaves it
+"running", to be resumed. The flow takes only plain parameters, so the same
+function backs `avo evolve`, `avo serve` and the deployment in prefect.yaml.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import flows  # noqa: F401  (Prefect defaults, before prefect is imported)
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from avo import live
+from avo.budget import exhausted, left, target_met
+from avo.evolution import Settings, make_operator, resolve, supervise
+from avo.lineage import Lineage
+from avo.run_state import load_or_start, save
+from avo.selection import comparable_versions
+from flows import generation as gen
+
+
+@dataclass
+class EvolveSummary:
+    run_id: str
+    resumed: bool
+    generations: list[int] = field(default_factory=list)  # generation numbers run (or finished) now
+    evaluated: int = 0
+    failed: int = 0
+    committed: list[int] = field(default_factory=list)
+    stop_reason: str = ""
+    finished: bool = False  # False: stopped early (Ctrl-C, a failure); `avo evolve` resumes it
+    best_version: int | None = None
+    best_geomean: float = 0.0
+    best_ratio_cudnn: float | None = None
+
+
+@task(name="seed", cache_policy=NO_CACHE)
+def seed(settings: Settings) -> int:
+    """v0 from the seed kernel, evaluated on this run's device."""
+    result, _ = gen.judge(settings.seed_path.read_text(), settings)
+    if result is None:
+        raise RuntimeError("stopped before the seed was evaluated")
+    v0 = Lineage(settings.lineage_root).init_from_seed(settings.seed_path, result)
+    live.emit("seed", geomean=v0.geomean, status=result.status)
+    return v0.number
+
+
+def _best(settings: Settings):
+    pool = comparable_versions(Lineage(settings.lineage_root).versions(), settings.device, settings.suite)
+    return max(pool, key=lambda v: (v.geomean, -v.number), default=None)
+
+
+def _task_runner(settings: Settings):
+    if settings.dask_address:
+        from prefect_dask import DaskTaskRunner  # only when a cluster is asked for
+
+        return DaskTaskRunner(address=settings.dask_address)
+    # proposals in parallel; evaluations wait for their device lease inside the task
+    return ThreadPoolTaskRunner(max_workers=max(4, 2 * settings.population))
+
+
+@flow(name="evolve", validate_parameters=False)
+def evolve(generations: int | None = None, population: int | None = None, operator: str | None = None,
+           model: str | None = None, budget_minutes: float | None = None, gpu_minutes: float | None = None,
+           max_tokens: int | None = None, max_dollars: float | None = None, target_ratio: float | None = None,
+           target_tflops: float | None = None, device: str | None = None, dask_address: str | None = None,
+           params_path: str | None = None, lineage_root: str | None = None,
+           state_dir: str | None = None, quick: bool | None = None) -> EvolveSummary:
+    """Evolve the lineage. Every argument overrides params.yaml's evolve/harness
+    section; None keeps it. Budgets count over the whole run, across resumes."""
+    settings = resolve(params_path=params_path, generations=generations, population=population,
+                       operator=operator, model=model, budget_minutes=budget_minutes, gpu_minutes=gpu_minutes,
+                       max_tokens=max_tokens, max_dollars=max_dollars, target_ratio=target_ratio,
+                       target_tflops=target_tflops, device=device, dask_address=dask_address,
+                       lineage_root=lineage_root, state_dir=state_dir, quick=quick)
+    live.reset()
+    lineage = Lineage(settings.lineage_root)
+    var_op = make_operator(settings, lineage)
+    state = load_or_start(settings.state_file, settings.lineage_root, lineage.attempts())
+    summary = EvolveSummary(state.run_id, state.resumed)
+    live.emit("start", run_id=state.run_id, resumed=state.resumed, generation=state.generation,
+              device=settings.device, suite=settings.suite, operator=settings.operator,
+              population=settings.population, budget=settings.budget, spent=state.spent.to_dict(),
+              lineage=str(settings.lineage_root))
+    tracker = _tracker(settings)
+    generation_flow = gen.generation.with_options(task_runner=_task_runner(settings))
+
+    with _session(tracker, settings, state):
+        if not lineage.versions():
+            seed(settings)
+        while True:
+            best = _best(settings)
+            reason = (live.stop_reason() if live.stop_requested() else None) \
+                or exhausted(settings.budget, state.spent) \
+                or (best and target_met(settings.budget, best.geomean, best.result.geomean_ratio_cudnn))
+            if reason:
+                break
+            live.emit("generation", generation=state.generation, index=state.spent.generations + 1,
+                      left=left(settings.budget, state.spent))
+            report = generation_flow(settings, state, var_op, tracker)
+            summary.generations.append(report.generation)
+            summary.evaluated += report.evaluated
+            summary.failed += report.failed
+            summary.committed += report.committed
+            if report.stopped:
+                continue  # the loop head reports why (a stop request, a budget)
+            state.since_commit = 0 if report.committed else state.since_commit + 1
+            if state.since_commit >= settings.cfg.evolve.stagnation_generations:
+                state.directions = supervise(settings, lineage, state.since_commit) or [
+                    f"stagnation: {state.since_commit} generations without a commit; explore "
+                    "combinations of knobs and feature switches"]
+                live.emit("supervise", directions=state.directions)
+            elif report.committed:
+                state.directions = []
+            state.next_generation()
+            save(settings.state_file, state)
+            if tracker is not None and best is not None:
+                tracker.log_session_metrics({"best_geomean": _best(settings).geomean}, step=report.generation)
+
+    # Budgets and targets end a run; a stop request (Ctrl-C) leaves it open for resume.
+    summary.finished = not reason.startswith("interrupted")
+    summary.stop_reason = reason
+    state.status = "finished" if summary.finished else "running"
+    state.stop_reason = reason
+    save(settings.state_file, state)
+    best = _best(settings)
+    if best is not None:
+        summary.best_version, summary.best_geomean = best.number, best.geomean
+        summary.best_ratio_cudnn = best.result.geomean_ratio_cudnn
+    live.emit("end", summary=summary)
+    return summary
+
+
+def _tracker(settings: Settings):
+    """MLflow, when enabled and installed (the GPU image may lack it: then no tracking)."""
+    if not settings.cfg.tracking.enabled:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        print("avo: warning: mlflow is not installed; candidates are not tracked", file=sys.stderr)
+        return None
+    from avo.tracking import Tracker
+
+    return Tracker.from_config(settings.cfg.tracking, root=settings.root)
+
+
+def _session(tracker, settings: Settings, state):
+    from contextlib import nullcontext
+
+    if tracker is None:
+        return nullcontext()
+    return tracker.start_session(name=f"evolve-{state.run_id}-g{state.generation}",
+                                 params={"evolve": settings.cfg.evolve.__dict__, "device": settings.device,
+                                         "operator": settings.operator, "suite": settings.suite},
+                                 tags={"run_id": state.run_id, "resumed": state.resumed})
