@@ -61,6 +61,8 @@ _TRANSIENT_NAMES = {"RateLimitError", "APITimeoutError", "InternalServerError", 
                     "ServiceUnavailable", "TooManyRequests", "ConnectError", "ReadTimeout",
                     "RemoteProtocolError"}
 _TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+_TRANSIENT_WORDS = ("RateLimit", "Connection", "Timeout", "Overloaded", "ServiceUnavailable")
+_FATAL_WORDS = ("Authentication", "PermissionDenied", "NotFound")
 _FATAL_STATUS = {401: "the key was rejected", 403: "access denied for this key",
                  404: "model or endpoint not found"}
 
@@ -201,7 +203,15 @@ class Budget:
 def is_transient(e: BaseException) -> bool:
     if isinstance(e, (ConnectionError, TimeoutError)):
         return True
-    return type(e).__name__ in _TRANSIENT_NAMES or _status(e) in _TRANSIENT_STATUS
+    name = type(e).__name__
+    # langchain-openai re-wraps SDK errors (OpenAIRateLimitError, OpenAIConnectionError...)
+    return (name in _TRANSIENT_NAMES or _status(e) in _TRANSIENT_STATUS
+            or any(word in name for word in _TRANSIENT_WORDS))
+
+
+def _is_fatal(e: BaseException) -> bool:
+    name = type(e).__name__
+    return _status(e) in _FATAL_STATUS or any(word in name for word in _FATAL_WORDS)
 
 
 def _is_connection(e: BaseException) -> bool:
@@ -234,8 +244,10 @@ def invoke_model(model, messages: list[BaseMessage], *, spec: ModelSpec | None, 
             break
         except Exception as e:  # noqa: BLE001 - classified below
             status = _status(e)
-            if status in _FATAL_STATUS or type(e).__name__ in ("AuthenticationError", "PermissionDeniedError"):
-                raise ModelUnavailable(f"{where}: {_FATAL_STATUS.get(status, 'the key was rejected')} "
+            if _is_fatal(e):
+                what = _FATAL_STATUS.get(status) or ("model or endpoint not found" if "NotFound" in type(e).__name__
+                                                     else "the key was rejected")
+                raise ModelUnavailable(f"{where}: {what} "
                                        f"({type(e).__name__}: {_line(e)})") from None
             if not is_transient(e):
                 raise
