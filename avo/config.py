@@ -108,7 +108,16 @@ class AgentConfig:
     model: str | None = None  # e.g. "openai:gpt-4.1" or "anthropic:claude-…"; None: heuristic only
     base_url: str | None = None  # an OpenAI-compatible server
     temperature: float = field(default=0.7, metadata={"min": 0})
-    max_steps: int = field(default=12, metadata={"min": 1})
+    max_steps: int = field(default=12, metadata={"min": 1})  # model calls in propose + repair, per candidate
+    max_repairs: int = field(default=3, metadata={"min": 0})  # repair rounds after a failed verify
+    max_iterations: int = field(default=2, metadata={"min": 1})  # propose→verify→critique rounds per candidate
+    max_tokens: int | None = None  # hard budget for the whole run (input + output tokens); None: no limit
+    max_cost_usd: float | None = None  # hard budget in dollars; None: no limit
+    timeout_s: float = field(default=180.0, metadata={"min": 1})  # one model request
+    max_retries: int = field(default=5, metadata={"min": 0})  # on rate limits / transient errors, with backoff
+    price_input_per_mtok: float | None = None  # USD per million tokens; None: agents.models' table
+    price_output_per_mtok: float | None = None
+    knowledge_root: str = "knowledge_base"  # notes searched by the agent (BM25)
 
 
 @dataclass(frozen=True)
