@@ -29,6 +29,8 @@ app.command("report")(report_cmd.report)
 from avo.commands import evolve as evolve_cmd  # noqa: E402  (evolve + serve; Prefect is imported lazily)
 app.command("evolve")(evolve_cmd.evolve)
 app.command("serve")(evolve_cmd.serve)
+from avo.commands import transfer as transfer_cmd  # noqa: E402
+app.command("transfer")(transfer_cmd.transfer)
 
 
 def main() -> None:
