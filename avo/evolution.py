@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -117,24 +118,43 @@ def make_operator(settings: Settings, lineage=None):
     return op
 
 
-def supervise(settings: Settings, lineage, since_commit: int) -> list[str] | None:
-    """The stagnation hook. When agents/supervisor.py exists and exposes
-    `supervise(cfg, lineage, since_commit=...)` (returning directions: a list of
-    strings, or an object with `.directions`), its directions steer the next
-    generations. Without it — or if it fails — None: the caller widens the
-    heuristic search instead. Never required."""
-    try:
-        module = importlib.import_module("agents.supervisor")
-    except ImportError:
+def supervisor_available() -> bool:
+    return importlib.util.find_spec("agents") is not None and importlib.util.find_spec("agents.supervisor") is not None
+
+
+def supervise(settings: Settings, lineage, generation: int) -> list[str] | None:
+    """The stagnation hook, called after every generation. When agents/supervisor.py
+    is importable, its `maybe_supervise` applies its stagnation rule and, when
+    it fires, reviews the trajectory (with the configured model for the agent
+    operator, else its rules) and writes directions.json; the directions come
+    back as lines. None: not triggered, not installed, or it failed (a warning:
+    the supervisor is advice, never a reason to stop the search)."""
+    if not supervisor_available():
         return None
-    fn = getattr(module, "supervise", None)
-    if fn is None:
-        return None
     try:
-        out = fn(settings.cfg, lineage, since_commit=since_commit)
-    except Exception as e:  # the supervisor is advice; a broken one never stops the search
+        from agents.supervisor import maybe_supervise
+
+        spec = None
+        if settings.operator == "agent":
+            from agents.models import ModelSpec
+
+            spec = ModelSpec.from_config(settings.cfg.agent)
+        out = maybe_supervise(lineage, generation=generation,
+                              patience=settings.cfg.evolve.stagnation_generations, spec=spec)
+    except Exception as e:  # noqa: BLE001
         print(f"avo: warning: the supervisor failed ({type(e).__name__}: {e}); continuing without it",
               file=sys.stderr)
         return None
-    directions = getattr(out, "directions", out)
-    return [str(d) for d in directions] if directions else None
+    return out.as_prompt_lines() if out is not None else None
+
+
+def current_directions(settings: Settings, state_directions: list[str]) -> list[str]:
+    """The run's directions, else the supervisor's last ones (directions.json)."""
+    if state_directions:
+        return list(state_directions)
+    try:
+        from avo.directions import read_directions
+    except ImportError:
+        return []
+    d = read_directions(settings.lineage_root)
+    return d.as_prompt_lines() if d else []

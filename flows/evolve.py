@@ -25,7 +25,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from avo import live
 from avo.budget import exhausted, left, target_met
-from avo.evolution import Settings, make_operator, resolve, supervise
+from avo.evolution import Settings, make_operator, resolve, supervise, supervisor_available
 from avo.lineage import Lineage
 from avo.run_state import load_or_start, save
 from avo.selection import comparable_versions
@@ -118,11 +118,14 @@ def evolve(generations: int | None = None, population: int | None = None, operat
             if report.stopped:
                 continue  # the loop head reports why (a stop request, a budget)
             state.since_commit = 0 if report.committed else state.since_commit + 1
-            if state.since_commit >= settings.cfg.evolve.stagnation_generations:
-                state.directions = supervise(settings, lineage, state.since_commit) or [
-                    f"stagnation: {state.since_commit} generations without a commit; explore "
-                    "combinations of knobs and feature switches"]
-                live.emit("supervise", directions=state.directions)
+            directions = supervise(settings, lineage, report.generation)
+            if directions is None and not supervisor_available() \
+                    and state.since_commit >= settings.cfg.evolve.stagnation_generations:
+                directions = [f"stagnation: {state.since_commit} generations without a commit; explore "
+                              "combinations of knobs and feature switches"]
+            if directions:
+                state.directions = directions
+                live.emit("supervise", directions=directions)
             elif report.committed:
                 state.directions = []
             state.next_generation()

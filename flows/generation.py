@@ -29,7 +29,7 @@ from prefect.futures import as_completed
 from avo import gpu_pool, live
 from avo.budget import exhausted
 from avo.candidate import Candidate
-from avo.evolution import Settings
+from avo.evolution import Settings, current_directions
 from avo.harness import evaluate as harness_evaluate  # tests swap this for a fake
 from avo.lineage import CommitDecision, Lineage, unified_diff
 from avo.operators.base import VaryContext
@@ -69,9 +69,10 @@ def select(settings: Settings, state: RunState) -> list[VaryContext]:
     parents = select_parents(versions, settings.population, rng, settings.device, settings.suite)
     by_number = {v.number: v for v in versions}
     summary, attempts = lineage.summary(), lineage.attempts_summary()
+    directions = current_directions(settings, state.directions)
     return [VaryContext(parent_version=p, parent_source=by_number[p].source, parent_result=by_number[p].result,
                         generation=state.generation, slot=slot, lineage_summary=summary,
-                        attempts_summary=attempts, directions=list(state.directions),
+                        attempts_summary=attempts, directions=directions,
                         seed=settings.cfg.evolve.seed)
             for slot, p in enumerate(parents) if slot not in state.done_slots]
 
@@ -144,13 +145,15 @@ def generation(settings: Settings, state: RunState, operator, tracker=None) -> G
                 proposal_of[future.task_run_id].result()
             except Exception as proposal_error:
                 e = proposal_error
+            else:  # the harness or the lineage broke (not the candidate: that is a status): stop;
+                raise  # the journal is saved, so `avo evolve` resumes from here
             if type(e).__name__ in ("ModelUnavailable", "OperatorUnavailable"):
                 raise  # a configuration problem: every slot would fail the same way
             if type(e).__name__ == "BudgetExceeded":  # the agent's own token/cost budget
                 live.request_stop(f"budget spent: {e}")
                 report.stopped = True
                 continue
-            # one slot's proposal (or its evaluation) failed: the others go on
+            # one slot's proposal failed (an operator error): the other slots go on
             report.failed += 1
             state.finish_slot(slot_of[future.task_run_id])
             save(settings.state_file, state)

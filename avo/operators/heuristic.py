@@ -93,6 +93,14 @@ LEVERS: dict[str, Lever] = {
                              "split loads from compute (FA3's scheme); it may fail to compile with "
                              "some layouts.", 0.03, -0.01),
 }
+# Words in the supervisor's directions that point at a knob.
+KEYWORDS: dict[str, tuple[str, ...]] = {
+    "BLOCK_M": ("block_m", "query tile", "taller tile"), "BLOCK_N": ("block_n", "key tile", "kv tile"),
+    "NUM_WARPS": ("warps", "num_warps"), "NUM_STAGES": ("stages", "pipelin"),
+    "CAUSAL_SPLIT": ("causal split", "causal loop", "causal_split", "diagonal"),
+    "USE_TMA": ("tma", "tensor descriptor"), "GQA_PACK": ("gqa", "head packing"),
+    "LAZY_RESCALE": ("lazy", "rescal"), "WARP_SPECIALIZE": ("warp special", "ping-pong", "pingpong"),
+}
 GENERIC_SWITCH = Lever("feature switched on", "feature switched off",
                        "A feature switch of this kernel; its effect is measured, not known.", 0.0, 0.0)
 
@@ -202,6 +210,17 @@ def _old_value(expected: str, knob: str):
         return None
 
 
+def _steer(knob: str, directions: list[str]) -> float:
+    """+0.03 when the supervisor's directions point at this knob; -0.03 when they say avoid it."""
+    words = KEYWORDS.get(knob, (knob.lower(),))
+    score = 0.0
+    for line in directions:
+        text = line.lower()
+        if any(w in text for w in words):
+            score += -0.03 if text.startswith("avoid") else 0.03
+    return score
+
+
 # ---------------------------------------------------------------- the operator
 class HeuristicOperator:
     name = "heuristic"
@@ -245,7 +264,7 @@ class HeuristicOperator:
         rng = random.Random(f"{ctx.seed}:{ctx.generation}:{ctx.parent_version}")
         singles = [((k, v),) for k, old in sorted(knobs.items())
                    if k in LEVERS or isinstance(old, bool) for v in _neighbours(k, old)]
-        widen = any("explore" in d.lower() or "stagnat" in d.lower() for d in ctx.directions)
+        widen = bool(ctx.directions)  # the search stagnated: combinations cost less
         candidates = singles + [tuple(sorted(a + b)) for a, b in itertools.combinations(singles, 2)
                                 if a[0][0] != b[0][0]]
         scored = []
@@ -257,7 +276,7 @@ class HeuristicOperator:
                 continue
             if source_sha256(set_knobs(ctx.parent_source, dict(move))) in tried_shas:
                 continue
-            score = sum(self._part_score(k, knobs[k], v, credit) for k, v in move)
+            score = sum(self._part_score(k, knobs[k], v, credit) + _steer(k, ctx.directions) for k, v in move)
             score -= PAIR_PENALTY * (len(move) - 1) * (0.3 if widen else 1.0)
             if self.device == "cuda" and register_pressure(after) > 128:
                 score -= 0.05

@@ -1,0 +1,94 @@
+"""The evolve loop with a fake harness: resume after a crash or a stop, budgets,
+GPU pinning. Each test runs the real flows (Prefect test harness) in seconds."""
+import json
+from collections import Counter
+
+import pytest
+
+from avo import live
+from avo.lineage import Lineage
+from flows.evolve import evolve
+
+
+def _attempts(run_args):
+    return Lineage(run_args["lineage_root"]).attempts()
+
+
+def _state(run_args):
+    from avo.run_state import state_path
+
+    return json.loads(state_path(run_args["state_dir"], run_args["lineage_root"]).read_text())
+
+
+def test_a_run_seeds_the_lineage_and_runs_its_generations(fake_harness, run_args):
+    fake = fake_harness()
+    s = evolve(generations=2, population=2, **run_args)
+    attempts = _attempts(run_args)
+    assert [a["generation"] for a in attempts] == [0, 1, 1, 2, 2]  # seed, then 2 x 2 candidates
+    assert s.finished and "2 of 2 generations" in s.stop_reason and s.committed
+    assert len(fake.calls) == 5 and all(c["gpu"] is None for c in fake.calls)  # the CPU worker is never pinned
+    assert _state(run_args)["status"] == "finished"
+    # a second `avo evolve` starts a new run after the last generation
+    s2 = evolve(generations=1, population=2, **run_args)
+    assert not s2.resumed and s2.generations == [3]
+
+
+def test_resume_after_a_crash_loses_and_repeats_nothing(fake_harness, run_args):
+    fake_harness(fail_on=4)  # seed, g1 x2 commit, then the first evaluation of g2 crashes
+    with pytest.raises(Exception, match="injected failure"):
+        evolve(generations=3, population=2, **{**run_args})
+    before = _attempts(run_args)
+    versions_before = [v.number for v in Lineage(run_args["lineage_root"]).versions()]
+    assert _state(run_args)["status"] == "running"
+
+    fake = fake_harness()
+    s = evolve(generations=3, population=2, **run_args)
+    assert s.resumed and s.finished
+    after = _attempts(run_args)
+    assert after[:len(before)] == before  # nothing lost
+    shas = Counter(a["source_sha256"] for a in after)
+    assert max(shas.values()) == 1  # nothing evaluated twice
+    assert Counter(a["generation"] for a in after) == {0: 1, 1: 2, 2: 2, 3: 2}
+    assert [v.number for v in Lineage(run_args["lineage_root"]).versions()][:len(versions_before)] == versions_before
+    assert len(fake.calls) == len(after) - len(before)
+
+
+def test_stop_request_finishes_the_candidate_in_flight_then_resumes(fake_harness, run_args):
+    fake_harness()
+
+    def stop_after_first_commit(kind, data):
+        if kind == "candidate" and data.get("committed"):
+            live.request_stop("interrupted (Ctrl-C): test")
+
+    unsubscribe = live.subscribe(stop_after_first_commit)
+    s = evolve(generations=3, population=1, **run_args)
+    unsubscribe()
+    assert not s.finished and s.stop_reason.startswith("interrupted")
+    assert _state(run_args)["status"] == "running"
+    n = len(_attempts(run_args))
+    s2 = evolve(generations=3, population=1, **run_args)
+    assert s2.resumed and s2.finished
+    attempts = _attempts(run_args)
+    assert len(attempts) == 4 and n == 2  # seed + 3 generations x 1, none twice
+    assert len({a["source_sha256"] for a in attempts}) == 4
+
+
+def test_gpu_minutes_budget_stops_the_run_and_each_evaluation_is_pinned(fake_harness, run_args, monkeypatch):
+    monkeypatch.setattr("avo.gpu_pool.visible_gpus", lambda: [0, 1])
+    fake = fake_harness(wall_s=30.0)
+    args = {**run_args, "device": "cuda"}
+    s = evolve(generations=10, population=2, gpu_minutes=1.5, **args)
+    assert s.finished and "GPU-minutes" in s.stop_reason
+    # the seed is not charged to the run; 30 s per candidate, two at a time on two GPUs:
+    # after generation 2 (4 candidates, 2 min) the 1.5 min budget is spent
+    assert len(fake.calls) - 1 == 4
+    assert {c["gpu"] for c in fake.calls} <= {0, 1} and all(c["gpu"] is not None for c in fake.calls)
+    assert _state(run_args)["spent"]["gpu_s"] == pytest.approx(120.0)
+
+
+def test_target_and_wall_budget(fake_harness, run_args):
+    fake_harness()
+    s = evolve(generations=50, population=2, target_tflops=1.0, **run_args)
+    assert s.generations == [] and "target met" in s.stop_reason  # the seed already meets it
+    s = evolve(generations=50, population=2, budget_minutes=0.0, **run_args)
+    assert "wall-clock" in s.stop_reason and s.generations == []

@@ -1,0 +1,107 @@
+"""The heuristic operator (avo.operators.heuristic) — milliseconds, no harness."""
+from pathlib import Path
+
+from avo.operators.base import VaryContext
+from avo.operators.heuristic import (BLOCK_SIZES, HeuristicOperator, fits_shared_memory, parse_move, read_knobs,
+                                     set_knobs)
+
+SEED = (Path(__file__).resolve().parents[1] / "kernel_src/attention/seeds/fa2.py").read_text()
+FEATURED = SEED.replace("NUM_STAGES = 2\n", "NUM_STAGES = 2\nUSE_TMA = False\nCAUSAL_SPLIT = True\n")
+
+
+def _op(history=(), device="cuda", kb=None):
+    return HeuristicOperator("/nonexistent", knowledge_root=kb, device=device, attempts_reader=lambda: list(history))
+
+
+def _ctx(slot=0, generation=5, source=SEED, parent=0, directions=()):
+    return VaryContext(parent_version=parent, parent_source=source, parent_result=None, generation=generation,
+                       slot=slot, directions=list(directions))
+
+
+def _attempt(name, expected, parent=0, generation=1, status="ok", ratio=1.0, sha="x"):
+    return {"generation": generation, "parent": parent, "status": status, "source_sha256": sha,
+            "technique": {"name": name, "expected": expected, "measured": {"c1": ratio, "c2": ratio}}}
+
+
+def test_knobs_are_read_and_rewritten_in_place():
+    assert read_knobs(FEATURED) == {"BLOCK_M": 128, "BLOCK_N": 64, "NUM_WARPS": 8, "NUM_STAGES": 2,
+                                    "USE_TMA": False, "CAUSAL_SPLIT": True}
+    new = set_knobs(SEED, {"BLOCK_N": 128, "NUM_WARPS": 4})
+    assert read_knobs(new)["BLOCK_N"] == 128 and "BLOCK_N = 128  # key rows per inner-loop step" in new
+    compile(new, "kernel.py", "exec")
+    assert parse_move("BLOCK_N=128,USE_TMA=True") == (("BLOCK_N", 128), ("USE_TMA", True))
+    assert parse_move("causal loop split") is None
+
+
+def test_proposals_stay_in_legal_ranges_and_are_distinct_per_slot():
+    op = _op()
+    seen = set()
+    for slot in range(12):
+        cand = op.vary(_ctx(slot, source=FEATURED))
+        knobs = read_knobs(cand.source)
+        assert knobs["BLOCK_M"] in BLOCK_SIZES and knobs["BLOCK_N"] in BLOCK_SIZES
+        assert knobs["NUM_WARPS"] in (4, 8) and 1 <= knobs["NUM_STAGES"] <= 5
+        assert fits_shared_memory(knobs)
+        t = cand.technique
+        assert t.name and t.expected and t.why and cand.operator == "heuristic" and cand.parent == 0
+        seen.add(cand.sha256)
+    assert len(seen) == 12  # slots of one generation never propose the same kernel
+    # feature switches are mutated too
+    names = {_op().vary(_ctx(s, source=FEATURED)).technique.name for s in range(40)}
+    assert any("USE_TMA=True" in n for n in names) and any("CAUSAL_SPLIT=False" in n for n in names)
+
+
+def test_reproducible_for_a_generation_and_slot():
+    a, b = _op().vary(_ctx(3)), _op().vary(_ctx(3))
+    assert a.source == b.source and a.technique == b.technique
+
+
+def test_never_retries_a_setting_already_tried_on_the_same_parent():
+    first = _op().vary(_ctx(0))
+    history = [_attempt(first.technique.name, first.technique.expected, sha=first.sha256)]
+    again = _op(history).vary(_ctx(0))
+    assert again.technique.name != first.technique.name and again.sha256 != first.sha256
+    # on another parent (another source) the same setting is a new experiment
+    other = SEED.replace("BLOCK_M = 128", "BLOCK_M = 64")
+    op = _op(history)
+    moves = {m for m, _ in op.rank_moves(_ctx(0, source=other, parent=7), read_knobs(other), history)}
+    assert parse_move(first.technique.name) in moves
+    assert parse_move(first.technique.name) not in {
+        m for m, _ in op.rank_moves(_ctx(0), read_knobs(SEED), history)}
+
+
+def test_prefers_knobs_whose_past_changes_helped():
+    history = [
+        _attempt("NUM_STAGES=3", "NUM_STAGES 2->3: x", generation=1, ratio=1.20),
+        _attempt("NUM_STAGES=4", "NUM_STAGES 3->4: x", parent=1, generation=2, ratio=1.15),
+        _attempt("BLOCK_N=128", "BLOCK_N 64->128: x", generation=1, ratio=0.80),
+        _attempt("BLOCK_N=32", "BLOCK_N 64->32: x", generation=2, status="incorrect", ratio=0),
+    ]
+    source = SEED.replace("NUM_STAGES = 2", "NUM_STAGES = 3")
+    cand = _op(history).vary(_ctx(0, source=source, parent=1))
+    assert "NUM_STAGES=4" in cand.technique.name
+    # without that history the knowledge prior favours wider key tiles instead
+    assert "BLOCK_N=128" in _op().vary(_ctx(0, source=source, parent=1)).technique.name
+
+
+def test_only_earlier_generations_steer_a_generation():
+    """A resumed generation remakes the proposals it planned, whatever it committed since."""
+    planned = _op().vary(_ctx(1, generation=4))
+    same_gen = [_attempt(planned.technique.name, planned.technique.expected, generation=4, sha=planned.sha256)]
+    assert _op(same_gen).vary(_ctx(1, generation=4)).sha256 == planned.sha256
+
+
+def test_directions_steer_and_impossible_configs_are_pruned_on_gpu():
+    cand = _op().vary(_ctx(0, source=FEATURED, directions=["use TMA tensor descriptors for K/V"]))
+    assert "USE_TMA=True" in cand.technique.name
+    assert not fits_shared_memory({"BLOCK_M": 128, "BLOCK_N": 256, "NUM_STAGES": 3})
+
+
+def test_why_cites_the_knowledge_base_when_there_is_one(tmp_path):
+    (tmp_path / "pipelining.md").write_text("# Pipelining\n\n## Stages\nMore num stages overlap loads of K and V "
+                                            "with the tile matmuls; each stage costs shared memory.\n")
+    (tmp_path / "gqa.md").write_text("# GQA\n\n## Packing\nQuery heads of one group share a KV head.\n")
+    (tmp_path / "softmax.md").write_text("# Softmax\n\n## Exp2\nBase-2 exponentials cost one MUFU op.\n")
+    history = [_attempt("NUM_STAGES=3", "NUM_STAGES 2->3: x", ratio=1.3)]
+    cand = _op(history, kb=tmp_path).vary(_ctx(0, source=SEED.replace("NUM_STAGES = 2", "NUM_STAGES = 3"), parent=1))
+    assert "NUM_STAGES" in cand.technique.name and "pipelining.md" in cand.technique.why
