@@ -46,6 +46,8 @@ USE_TMA = True  # tensor descriptors on the GPU (the interpreter always uses poi
 WARP_SPECIALIZE = True  # non-causal: warp-specialized key loop (needs USE_TMA)
 WARP_SPECIALIZE_CAUSAL = True  # causal: warp-specialize the unmasked loop only
 PIPELINE_QK = False  # software-pipeline QK^T of block j+1 ahead of softmax of block j
+DIAG_UNROLLED = True  # masked (diagonal / tail) tiles as straight-line code, not a second loop
+WS_ONE_LOOP = False  # one warp-specialized loop with the mask on every tile (no split)
 
 
 @triton.jit
@@ -103,6 +105,40 @@ def _attn_tiles(
             acc = tl.dot(p.to(v.dtype), v, acc)
         m_i = m_new
     return acc, l_i, m_i
+
+
+@triton.jit
+def _attn_masked_tile(
+    acc, l_i, m_i, q, k_src, v_src, stride_ks, stride_vs,
+    offs_m, offs_n, offs_d, start_n, qk_scale, SEQLEN,
+    CAUSAL: tl.constexpr, USE_TMA: tl.constexpr, UPCAST_DOT: tl.constexpr,
+):
+    """One key block [start_n, start_n + BLOCK_N) with the tail (and causal) mask."""
+    cols = start_n + offs_n
+    if USE_TMA:
+        k = k_src.load([start_n, 0])
+        v = v_src.load([start_n, 0])
+    else:
+        k = tl.load(k_src + cols[:, None] * stride_ks + offs_d[None, :], mask=cols[:, None] < SEQLEN, other=0.0)
+        v = tl.load(v_src + cols[:, None] * stride_vs + offs_d[None, :], mask=cols[:, None] < SEQLEN, other=0.0)
+    if UPCAST_DOT:
+        k = k.to(tl.float32)
+        v = v.to(tl.float32)
+    qk = tl.dot(q, tl.trans(k))
+    valid = cols[None, :] < SEQLEN
+    if CAUSAL:
+        valid = valid & (offs_m[:, None] >= cols[None, :])
+    qk = tl.where(valid, qk * qk_scale, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    p = tl.math.exp2(qk - m_new[:, None])
+    alpha = tl.math.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    if UPCAST_DOT:
+        acc = tl.dot(p, v, acc)
+    else:
+        acc = tl.dot(p.to(v.dtype), v, acc)
+    return acc, l_i, m_new
 
 
 @triton.jit
@@ -166,6 +202,9 @@ def _attn_fwd(
     USE_TMA: tl.constexpr,
     WARP_SPECIALIZE: tl.constexpr,
     PIPELINE_QK: tl.constexpr,
+    DIAG_UNROLLED: tl.constexpr,
+    WS_ONE_LOOP: tl.constexpr,
+    N_MASKED: tl.constexpr,
     UPCAST_DOT: tl.constexpr,  # the CPU interpreter computes bf16 tl.dot wrongly
 ):
     start_m = tl.program_id(0)
@@ -214,16 +253,30 @@ def _attn_fwd(
         split = SEQLEN // BLOCK_N * BLOCK_N  # whole blocks before the tail
     if not CAUSAL_SPLIT:
         split = 0
-    if PIPELINE_QK:
-        acc, l_i, m_i = _attn_tiles_pipelined(acc, l_i, m_i, q, k_src, v_src, stride_ks, stride_vs,
-                                              offs_d, 0, split, qk_scale, BLOCK_N, USE_TMA, UPCAST_DOT)
-    else:
+    if WS_ONE_LOOP:
+        # one specialized loop, every tile masked
         acc, l_i, m_i = _attn_tiles(acc, l_i, m_i, q, k_src, v_src, stride_ks, stride_vs,
-                                    offs_m, offs_n, offs_d, 0, split, qk_scale, SEQLEN,
-                                    False, CAUSAL, BLOCK_N, USE_TMA, WARP_SPECIALIZE, UPCAST_DOT)
-    acc, l_i, m_i = _attn_tiles(acc, l_i, m_i, q, k_src, v_src, stride_ks, stride_vs,
-                                offs_m, offs_n, offs_d, split, hi, qk_scale, SEQLEN,
-                                True, CAUSAL, BLOCK_N, USE_TMA, False, UPCAST_DOT)
+                                    offs_m, offs_n, offs_d, 0, hi, qk_scale, SEQLEN,
+                                    True, CAUSAL, BLOCK_N, USE_TMA, WARP_SPECIALIZE, UPCAST_DOT)
+    else:
+        if PIPELINE_QK:
+            acc, l_i, m_i = _attn_tiles_pipelined(acc, l_i, m_i, q, k_src, v_src, stride_ks, stride_vs,
+                                                  offs_d, 0, split, qk_scale, BLOCK_N, USE_TMA, UPCAST_DOT)
+        else:
+            acc, l_i, m_i = _attn_tiles(acc, l_i, m_i, q, k_src, v_src, stride_ks, stride_vs,
+                                        offs_m, offs_n, offs_d, 0, split, qk_scale, SEQLEN,
+                                        False, CAUSAL, BLOCK_N, USE_TMA, WARP_SPECIALIZE, UPCAST_DOT)
+        if DIAG_UNROLLED and CAUSAL_SPLIT:
+            # the diagonal (causal) or the tail (non-causal) spans at most N_MASKED blocks
+            for j in tl.static_range(N_MASKED):
+                if split + j * BLOCK_N < hi:
+                    acc, l_i, m_i = _attn_masked_tile(acc, l_i, m_i, q, k_src, v_src, stride_ks, stride_vs,
+                                                      offs_m, offs_n, offs_d, split + j * BLOCK_N, qk_scale,
+                                                      SEQLEN, CAUSAL, USE_TMA, UPCAST_DOT)
+        else:
+            acc, l_i, m_i = _attn_tiles(acc, l_i, m_i, q, k_src, v_src, stride_ks, stride_vs,
+                                        offs_m, offs_n, offs_d, split, hi, qk_scale, SEQLEN,
+                                        True, CAUSAL, BLOCK_N, USE_TMA, False, UPCAST_DOT)
 
     acc = acc / l_i[:, None]
     if USE_TMA:
@@ -238,6 +291,13 @@ def _attn_fwd(
 def _workspace(size, alignment, stream):
     """Global scratch Triton asks for at launch (device-side tensor descriptors)."""
     return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+def _masked_blocks(block_m, block_n, causal):
+    """Most key blocks that need a mask: the diagonal's (causal) or the tail's one."""
+    if not causal:
+        return 1
+    return block_m // block_n if block_m % block_n == 0 else triton.cdiv(block_m, block_n) + 1
 
 
 def _config(head_dim):
@@ -278,6 +338,8 @@ def attention(q, k, v, causal=False, sm_scale=None):
         HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=causal,
         CAUSAL_SPLIT=CAUSAL_SPLIT, HEAVY_FIRST=HEAVY_FIRST, USE_TMA=use_tma,
         WARP_SPECIALIZE=warp_specialize, PIPELINE_QK=PIPELINE_QK,
+        DIAG_UNROLLED=DIAG_UNROLLED, WS_ONE_LOOP=WS_ONE_LOOP,
+        N_MASKED=_masked_blocks(block_m, block_n, causal),
         UPCAST_DOT=q.device.type == "cpu",
         num_warps=num_warps, num_stages=num_stages,
     )
