@@ -26,18 +26,38 @@ ALLOWED_IMPORTS = {"math", "functools", "typing", "__future__", "itertools", "da
                    "torch", "triton"}
 # modules under an allowed root that still give access to library compute or internals
 FORBIDDEN_SUBMODULES = ("torch.nn", "torch.ops", "torch.backends", "torch.utils", "torch.library",
-                        "torch.cuda.memory", "torch.testing", "triton.testing", "triton.runtime")
+                        "torch.cuda.memory", "torch.testing", "triton.testing", "triton.runtime",
+                        # files, processes and code loading reachable from torch/triton
+                        # (torch.save/load write and unpickle anywhere; torch.hub downloads)
+                        "torch.load", "torch.save", "torch.from_file", "torch.hub", "torch.multiprocessing",
+                        "torch.distributed", "torch.package", "torch.onnx", "torch.serialization",
+                        "torch.jit", "torch.export", "torch.compiler", "torch.storage", "torch.UntypedStorage",
+                        "torch.TypedStorage", "torch.set_default_dtype", "torch.set_default_device",
+                        "torch.set_default_tensor_type", "torch.set_float32_matmul_precision",
+                        "triton.tools")
+# Standard-library modules that torch and triton re-export as attributes
+# (`torch.os`, `torch.sys`, `torch.ctypes`, `torch.threading`, ...: found by the
+# adversarial suite): reaching one gives the process, files, clocks and the
+# harness's own memory without an import statement. No kernel needs them.
+MODULE_ATTRS = {
+    "os", "sys", "ctypes", "subprocess", "importlib", "builtins", "platform", "threading", "inspect",
+    "multiprocessing", "io", "pathlib", "shutil", "socket", "signal", "time", "gc", "pickle", "marshal",
+    "weakref", "atexit", "tempfile", "glob", "types", "traceback", "runpy", "pkgutil", "site", "sysconfig",
+    "mmap", "fcntl", "resource", "asyncio", "concurrent", "queue", "code", "codeop", "logging", "posix",
+    "urllib", "http", "ssl", "shelve", "sqlite3", "zipfile", "tarfile", "gzip", "bz2", "lzma", "pty",
+    "faulthandler", "tracemalloc", "linecache", "webbrowser", "warnings", "copyreg", "dis",
+}
 FORBIDDEN_NAMES = {
     # library compute for the main work
     "scaled_dot_product_attention", "sdpa_kernel", "flash_attn", "flash_attn_func",
-    "matmul", "mm", "bmm", "baddbmm", "addmm", "addbmm", "einsum", "tensordot", "linear",
+    "matmul", "mm", "bmm", "cdist", "baddbmm", "addmm", "addbmm", "einsum", "tensordot", "linear",
     "softmax", "log_softmax", "functional", "cudnn", "cublas", "chain_matmul", "multi_dot",
     "nn", "ops", "library", "compile", "cpp_extension", "load_inline", "testing", "runtime",
     # escape hatches
     "exec", "eval", "open", "getattr", "setattr", "delattr", "globals", "locals", "vars",
     "__import__", "__builtins__", "breakpoint", "input", "memoryview",
 }
-FORBIDDEN_DUNDER_OK = {"__name__", "__init__", "__doc__"}
+FORBIDDEN_DUNDER_OK = {"__name__", "__init__", "__doc__", "__file__"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,7 @@ def _is_triton_jit(fn: ast.FunctionDef) -> bool:
 
 def find_violations(tree: ast.Module) -> list[Violation]:
     imported_modules: set[str] = set()
+    aliases: dict[str, str] = {}  # local name -> dotted module path, for `T.load` with `import torch as T`
     out: list[Violation] = []
     jit_bodies = {id(n) for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef) and _is_triton_jit(fn)
                   for n in ast.walk(fn)}
@@ -93,6 +114,7 @@ def find_violations(tree: ast.Module) -> list[Violation]:
             for alias in node.names:
                 out += _check_import(alias.name, line)
                 imported_modules.add((alias.asname or alias.name).split(".")[0])
+                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
         elif isinstance(node, ast.ImportFrom):
             mod = node.module or ""
             if node.level:
@@ -103,10 +125,19 @@ def find_violations(tree: ast.Module) -> list[Violation]:
                 if alias.name in FORBIDDEN_NAMES:
                     out.append(Violation(line, f"`{alias.name}` is not allowed in a candidate"))
                 imported_modules.add(alias.asname or alias.name)
+                aliases[alias.asname or alias.name] = f"{mod}.{alias.name}"
         elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
             out.append(Violation(line, f"`{node.id}` is not allowed in a candidate"))
+        elif isinstance(node, ast.Name) and node.id.startswith("__") and node.id not in FORBIDDEN_DUNDER_OK:
+            # __loader__.get_data(path) reads any file, __spec__ leads to the import system
+            out.append(Violation(line, f"`{node.id}` is not allowed in a candidate"))
         elif isinstance(node, ast.Attribute):
-            if node.attr in FORBIDDEN_NAMES:
+            dotted = _dotted(node, aliases)
+            if node.attr in MODULE_ATTRS:
+                out.append(Violation(line, f"`.{node.attr}` reaches the `{node.attr}` module, which is not allowed"))
+            elif dotted and _check_import(dotted, line, whole_only=True):
+                out.append(Violation(line, f"`{dotted}` is not allowed in a candidate"))
+            elif node.attr in FORBIDDEN_NAMES:
                 out.append(Violation(line, f"`.{node.attr}` is not allowed in a candidate"))
             elif node.attr.startswith("_") and node.attr not in FORBIDDEN_DUNDER_OK:
                 out.append(Violation(line, f"private attribute `.{node.attr}` is not allowed"))
@@ -137,6 +168,18 @@ def _check_import(name: str, line: int, whole_only: bool = False) -> list[Violat
         if name == bad or name.startswith(bad + "."):
             return [Violation(line, f"import of `{name}` is not allowed in a candidate")]
     return []
+
+
+def _dotted(node: ast.Attribute, aliases: dict[str, str]) -> str | None:
+    """`T.cuda.memory` -> "torch.cuda.memory" when T is an alias of torch; None
+    unless the chain is plain names and attributes rooted at an imported name."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name) or node.id not in aliases:
+        return None
+    return ".".join([aliases[node.id]] + parts[::-1])
 
 
 def _root_name(node: ast.AST) -> str | None:

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 import traceback
 
@@ -41,6 +42,10 @@ from avo.records import CaseCheck, ConfigTiming, EvalResult
 
 _perf_counter = time.perf_counter
 _write = os.write
+# Bound before any candidate runs: a candidate that patches Snapshot.changed
+# would otherwise switch off the very check that reports patching (found by
+# the adversarial suite).
+_snapshot_changed = guard.Snapshot.changed
 
 
 class Verdict(Exception):
@@ -98,6 +103,14 @@ class Worker:
             raise Verdict("crashed", f"{name}: out of GPU memory: {first_line(e)}")
         except MemoryError:
             raise Verdict("crashed", f"{name}: out of host memory")
+        except RuntimeError as e:
+            # torch's CPU allocator reports an exhausted RLIMIT_AS as a RuntimeError;
+            # running out of memory is a crash whatever the stage, not a compile error
+            if "can't allocate memory" not in str(e):
+                traceback.print_exc()
+                raise Verdict("compile_error" if name in ("load", "compile") else "crashed",
+                              f"{name}: {type(e).__name__}: {first_line(e)}")
+            raise Verdict("crashed", f"{name}: out of host memory ({first_line(e)[-120:]})")
         except BaseException as e:  # the candidate's own errors, SystemExit included
             traceback.print_exc()
             status = "compile_error" if name in ("load", "compile") or "Compil" in type(e).__name__ else "crashed"
@@ -105,7 +118,8 @@ class Worker:
 
     def load(self):
         # Snapshot what the candidate must not patch *before* its code runs.
-        self.snapshot = guard.Snapshot(extra_modules=(sys.modules[__name__], timing, guard, self.problem))
+        self.snapshot = guard.Snapshot(extra_modules=(sys.modules[__name__], timing, guard, self.problem,
+                                                      sys.modules["avo.records"], sys.modules["avo.harness.peak"]))
         module = _load_module(self.job["candidate_path"], "candidate")
         self.attention = getattr(module, "attention", None)
         if not callable(self.attention):
@@ -155,15 +169,27 @@ class Worker:
     def call(self, q, k, v, causal, sm_scale):
         before = [t.clone() for t in (q, k, v)]
         poison_allocator(q)
-        watch = guard.make_library_op_watch()
+        watch = guard.make_library_op_watch(io_elements=2 * q.numel() + k.numel() + v.numel())
+        threads = set(threading.enumerate())
         with watch:
             out = self.attention(q, k, v, causal=causal, sm_scale=sm_scale)
         if self.device == "cuda":
             # only the current stream: work left running elsewhere is not done yet
             torch.cuda.current_stream().synchronize()
+        # A thread still running after the call may still be writing the output (a
+        # host-side "other stream"; found by the adversarial suite): on the CPU it
+        # passes the check if it wins the race, and makes timing look free.
+        left = [th.name for th in threading.enumerate() if th not in threads and th.is_alive()]
+        if left:
+            raise Verdict("rejected", f"the candidate left {len(left)} thread(s) running after returning "
+                                      f"({left[0]}): work must be finished when `attention` returns")
         if watch.forbidden:
             raise Verdict("rejected", f"library compute in the candidate: aten::{watch.forbidden[0]} "
                                       f"({len(watch.forbidden)} forbidden op calls)")
+        if watch.over_budget:
+            raise Verdict("rejected", f"host-side torch compute: torch ops wrote {watch.compute_elements} elements "
+                                      f"(budget {watch.budget}; largest aten::{watch.biggest[0]}, "
+                                      f"{watch.biggest[1]}): the work must be done in Triton kernels")
         self.assert_unpatched("call")
         if not isinstance(out, torch.Tensor):
             raise Verdict("incorrect", f"attention returned {type(out).__name__}, not a Tensor")
@@ -255,7 +281,7 @@ class Worker:
         return [s for s in shapes if not wanted or s.name in wanted]
 
     def assert_unpatched(self, where: str):
-        changed = self.snapshot.changed() if self.snapshot else []
+        changed = _snapshot_changed(self.snapshot) if self.snapshot else []
         if changed:
             raise Verdict("rejected", f"{where}: the candidate patched {', '.join(changed[:3])}")
 
@@ -336,7 +362,13 @@ def main() -> int:
     job = json.loads(sys.stdin.read())
     fd = int(job["result_fd"])
     try:
-        result = Worker(job).run()
+        worker = Worker(job)
+        result = worker.run()
+        # Last word, outside every method the candidate could have patched
+        # (Worker.assert_unpatched included): anything changed voids an ok.
+        changed = _snapshot_changed(worker.snapshot) if worker.snapshot else []
+        if changed and result.status == "ok":
+            result.status, result.message = "rejected", f"the candidate patched {', '.join(changed[:3])}"
     except Verdict as v:
         result = EvalResult(status=v.status, message=v.message, device=job.get("device", "cpu"))
     except BaseException as e:  # the worker's own failure: still report, as data
