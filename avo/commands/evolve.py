@@ -62,16 +62,24 @@ def evolve(
         from flows.evolve import evolve as evolve_flow
     except ImportError as e:
         fail(f"avo evolve needs Prefect ({e}); pip install 'prefect>=3.4' prefect-dask")
+    from avo.evolution import make_operator, resolve
+
+    options = dict(generations=generations, population=population, operator=operator, model=model,
+                   budget_minutes=budget_minutes, gpu_minutes=gpu_minutes, max_tokens=max_tokens,
+                   max_dollars=max_dollars, target_ratio=target_ratio, device=device,
+                   dask_address=dask_address, params_path=params, quick=quick)
+    try:  # configuration mistakes end here, in one line, before any flow starts
+        resolved = resolve(**options)
+        make_operator(resolved)
+    except (OperatorUnavailable, ConfigError, ValueError) as e:
+        fail(str(e).splitlines()[0])
     display = Progress()
     unsubscribe = live.subscribe(display.on_event)
     try:
         with live.stop_on_sigint(), Live(display.render(), console=console, refresh_per_second=4,
                                           transient=False) as screen:
             display.screen = screen
-            summary = evolve_flow(generations=generations, population=population, operator=operator, model=model,
-                                  budget_minutes=budget_minutes, gpu_minutes=gpu_minutes, max_tokens=max_tokens,
-                                  max_dollars=max_dollars, target_ratio=target_ratio, device=device,
-                                  dask_address=dask_address, params_path=params, quick=quick)
+            summary = evolve_flow(**options)
     except (OperatorUnavailable, ConfigError, ValueError) as e:
         fail(str(e).splitlines()[0])
     except KeyboardInterrupt:
