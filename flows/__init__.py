@@ -7,10 +7,10 @@ temporary local API (no server to start). Point PREFECT_API_URL at a real
 server to see runs in its UI or to let schedules fire.
 """
 import os
-from pathlib import Path
 
-_REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("PREFECT_HOME", str(_REPO / ".prefect"))
+from avo.config import repo_root
+
+os.environ.setdefault("PREFECT_HOME", str(repo_root() / ".prefect"))  # the project's, not ~/.prefect
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # The temporary API needs ~10 s to start on a small machine; give it room.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")

@@ -87,9 +87,12 @@ def evolve(
         raise typer.Exit(130)
     finally:
         unsubscribe()
-    best = (f"best v{summary.best_version}: {summary.best_geomean:.4g} TFLOPS geomean"
+    interp = resolved.device == "cpu"
+    best = (f"best v{summary.best_version}: {summary.best_geomean * (1e3 if interp else 1):.4g} "
+            f"{'GFLOP/s (interpreter)' if interp else 'TFLOPS'} geomean"
             + (f", {summary.best_ratio_cudnn:.3f}x cuDNN" if summary.best_ratio_cudnn else "")
             if summary.best_version is not None else "no version yet")
+    console.print()
     state = "finished" if summary.finished else "stopped early; run `avo evolve` again to resume"
     console.print(f"{summary.stop_reason or 'done'} — run {summary.run_id} {state}. "
                   f"{summary.evaluated} evaluated, {len(summary.committed)} committed. {best}", highlight=False)
