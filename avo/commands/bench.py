@@ -16,7 +16,8 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> None:
     """A user mistake: one line on stderr, no traceback."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: one line however narrow the terminal (rich wraps at its width otherwise)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -37,8 +38,19 @@ def bench(
 
     if device not in ("auto", "cuda", "cpu"):
         fail(f"unknown device {device!r}: use cuda, cpu or auto")
+    if kernel.is_dir():
+        fail(f"{kernel} is a directory: give the kernel's .py file (e.g. {kernel}/kernel.py)")
     if not kernel.is_file():
         fail(f"no such kernel file: {kernel}")
+    if timeout is not None and not timeout > 0:
+        fail(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    if json_out is not None and json_out.is_dir():
+        fail(f"--json {json_out} is a directory: give a file name, e.g. {json_out}/result.json")
+    if device == "cuda":
+        from avo.harness import detect_device
+
+        if detect_device() != "cuda":
+            fail("--device cuda, but no CUDA GPU is usable here: use --device cpu (Triton interpreter) or auto")
     try:
         check_contract(parse(kernel.read_text()))
     except SourceError as e:

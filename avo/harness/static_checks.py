@@ -77,7 +77,8 @@ def parse(source: str) -> ast.Module:
     try:
         return ast.parse(source)
     except SyntaxError as e:
-        raise SourceError(f"syntax error at line {e.lineno}: {e.msg}") from None
+        where = f" at line {e.lineno}" if e.lineno else ""  # null bytes: no line number
+        raise SourceError(f"syntax error{where}: {e.msg}") from None
 
 
 def check_contract(tree: ast.Module) -> None:
@@ -135,10 +136,10 @@ def find_violations(tree: ast.Module) -> list[Violation]:
             dotted = _dotted(node, aliases)
             if node.attr in MODULE_ATTRS:
                 out.append(Violation(line, f"`.{node.attr}` reaches the `{node.attr}` module, which is not allowed"))
-            elif dotted and _check_import(dotted, line, whole_only=True):
-                out.append(Violation(line, f"`{dotted}` is not allowed in a candidate"))
             elif node.attr in FORBIDDEN_NAMES:
                 out.append(Violation(line, f"`.{node.attr}` is not allowed in a candidate"))
+            elif dotted and _check_import(dotted, line, whole_only=True):
+                out.append(Violation(line, f"`{dotted}` is not allowed in a candidate"))
             elif node.attr.startswith("_") and node.attr not in FORBIDDEN_DUNDER_OK:
                 out.append(Violation(line, f"private attribute `.{node.attr}` is not allowed"))
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult) and id(node) not in jit_bodies:
