@@ -166,6 +166,10 @@ def load_config(path: str | Path | None = None) -> Config:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory: give the params.yaml file") from None
+    except UnicodeDecodeError:  # a binary file: one line, not a traceback
+        raise ConfigError(f"{path} is not a text file: give a YAML params file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

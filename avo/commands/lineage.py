@@ -127,6 +127,8 @@ def add(
     """Evaluate KERNEL with the harness and commit it as operator "human" if it is
     correct and beats the best by the noise margin. Exit 0 when committed, 1 when not."""
     cfg, lineage = _open(root, params)
+    if kernel.is_dir():
+        fail(f"{kernel} is a directory: give the kernel's .py file")
     if not kernel.is_file():
         fail(f"no such kernel file: {kernel}")
     if device not in (None, "auto", "cuda", "cpu"):
@@ -135,6 +137,12 @@ def add(
         source = kernel.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         fail(f"{kernel} is not a text file")
+    from avo.harness.static_checks import SourceError, check_contract, parse
+
+    try:  # not a candidate at all (syntax error, no `attention`): a user mistake, not an attempt
+        check_contract(parse(source))
+    except SourceError as e:
+        fail(f"{kernel} is not a candidate kernel: {e}")
     if parent is not None:
         parent_n = _version(lineage, parent).number
     else:
@@ -184,7 +192,11 @@ def init(seed: Path = typer.Option(None, help="Seed kernel (default: params.yaml
 
 def _evaluate(kernel: Path, cfg: Config, device: str | None, suite: str | None):
     from avo.harness import UnknownSuite, evaluate  # torch stays out of `avo lineage list`
+    from avo.problem import load_problem
 
+    known = load_problem().SUITES
+    if suite and suite not in known:  # before any output: the error stays one line
+        fail(f"unknown suite {suite!r}; known: {', '.join(known)}")
     print(f"evaluating {kernel} in an isolated worker process…", file=sys.stderr)
     try:
         return evaluate(kernel, device=device or cfg.harness.device, suite=suite or cfg.harness.suite,
