@@ -1,13 +1,20 @@
-"""Step 3: step 2 with warp specialization of the key loop.
+"""Step 3: step 2 with the masked key blocks as straight-line code, and the
+warp-specialization / QK-pipelining switches that this structure makes compilable.
 
 What changes against s2_tma.py:
-- WARP_SPECIALIZE: the unmasked key loop is a `tl.range(..., warp_specialize=True)`:
-  Triton splits the program into a producer warp that issues the TMA loads and consumer
-  warpgroups that run the wgmma and the softmax, so copies, matmuls and exps of
-  different warpgroups overlap instead of taking turns. WARP_SPECIALIZE_CAUSAL does the
-  same for the causal kernel's unmasked loop (the masked diagonal loop stays plain: with
-  both loops specialized, Triton 3.6 fails to compile).
-- PIPELINE_QK (experimental): issue the next block's QK^T before this block's softmax.
+- DIAG_UNROLLED: the masked blocks (the causal diagonal, N_MASKED = BLOCK_M / BLOCK_N of
+  them, or the one non-causal tail block) are unrolled `if`-guarded tiles after the main
+  loop instead of a second loop. The kernel then has a single loop, which is what
+  Triton 3.6's warp-specialization pass needs to compile the split kernel at all; on the
+  H100 it also measured ~+3% on GQA non-causal (the rest within run-to-run noise).
+- Switches, OFF by default because they measured slower on the H100 / Triton 3.6
+  (knowledge_base/kernel-speed-log.md has the numbers):
+  WARP_SPECIALIZE / WARP_SPECIALIZE_CAUSAL (`tl.range(..., warp_specialize=True)` on
+  the unmasked loop: 4 warps 128x128 ran at ~240 TFLOPS, 128x64 ~470 vs 540 plain),
+  WS_ONE_LOOP (one specialized loop masking every tile; non-causal only, because
+  Triton 3.6 computed the causal variant WRONGLY), PIPELINE_QK (issue QK^T of block j+1
+  before the softmax of block j: needs a second K tile in shared memory, so only 2
+  stages fit; ~5% slower than 3 plain stages).
 
 From step 2 (unchanged):
 - USE_TMA: Q, K, V are read and O written through `tl.make_tensor_descriptor`, one
@@ -32,22 +39,22 @@ import triton.language as tl
 # head dim 128
 BLOCK_M = 128  # query rows per program
 BLOCK_N = 128  # key rows per inner-loop step
-NUM_WARPS = 4
-NUM_STAGES = 2
+NUM_WARPS = 8
+NUM_STAGES = 3
 # head dim 64
 BLOCK_M_D64 = 128
-BLOCK_N_D64 = 128
+BLOCK_N_D64 = 64
 NUM_WARPS_D64 = 8
 NUM_STAGES_D64 = 3
 # features
 CAUSAL_SPLIT = True  # unmasked loop + masked (diagonal / tail) loop
 HEAVY_FIRST = True  # causal: launch the query blocks with the most keys first
 USE_TMA = True  # tensor descriptors on the GPU (the interpreter always uses pointers)
-WARP_SPECIALIZE = True  # non-causal: warp-specialized key loop (needs USE_TMA)
-WARP_SPECIALIZE_CAUSAL = True  # causal: warp-specialize the unmasked loop only
+WARP_SPECIALIZE = False  # non-causal: warp-specialized key loop (needs USE_TMA)
+WARP_SPECIALIZE_CAUSAL = False  # causal: warp-specialize the unmasked loop only
 PIPELINE_QK = False  # software-pipeline QK^T of block j+1 ahead of softmax of block j
 DIAG_UNROLLED = True  # masked (diagonal / tail) tiles as straight-line code, not a second loop
-WS_ONE_LOOP = False  # one warp-specialized loop with the mask on every tile (no split)
+WS_ONE_LOOP = False  # non-causal: one specialized loop, mask on every tile (no split)
 
 
 @triton.jit
@@ -338,7 +345,8 @@ def attention(q, k, v, causal=False, sm_scale=None):
         HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=causal,
         CAUSAL_SPLIT=CAUSAL_SPLIT, HEAVY_FIRST=HEAVY_FIRST, USE_TMA=use_tma,
         WARP_SPECIALIZE=warp_specialize, PIPELINE_QK=PIPELINE_QK,
-        DIAG_UNROLLED=DIAG_UNROLLED, WS_ONE_LOOP=WS_ONE_LOOP,
+        DIAG_UNROLLED=DIAG_UNROLLED,
+        WS_ONE_LOOP=WS_ONE_LOOP and not causal,  # causal one-loop WS miscompiles (Triton 3.6)
         N_MASKED=_masked_blocks(block_m, block_n, causal),
         UPCAST_DOT=q.device.type == "cpu",
         num_warps=num_warps, num_stages=num_stages,
