@@ -5,13 +5,15 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-benchmarks/results/h100-steps}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$OUT/env.txt"
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cudnn', torch.backends.cudnn.version())" >> "$OUT/env.txt"
+RES=/tmp/steps_res
+mkdir -p "$OUT" "$RES"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$RES/env.txt"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cudnn', torch.backends.cudnn.version())" >> "$RES/env.txt"
 for s in s1_causal_split s2_tma s3_tail_unrolled; do
   for suite in avo d64; do
-    python3 -m avo.cli bench kernel_src/attention/steps/$s.py --suite $suite --json "$OUT/${s}_$suite.json" > "$OUT/${s}_$suite.txt" 2>&1
-    grep -E "geomean|correctness|status" "$OUT/${s}_$suite.txt" | sed "s/^/$s $suite: /"
+    python3 -m avo.cli bench kernel_src/attention/steps/$s.py --suite $suite --json "$RES/${s}_$suite.json" > "$RES/${s}_$suite.txt" 2>&1
+    grep -E "geomean|correctness|status" "$RES/${s}_$suite.txt" | sed "s/^/$s $suite: /"
   done
 done
-cd "$OUT" && tar czf steps_all.tgz *.json *.txt && ls
+cat "$RES/env.txt"
+(cd "$RES" && tar czf "$OUT/steps_all.tgz" *.json *.txt)
