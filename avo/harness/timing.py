@@ -46,8 +46,10 @@ def rotation(make_set, total_bytes_wanted: int, set_bytes: int, max_sets: int = 
     return [make_set(i) for i in range(n)]
 
 
-def median_ms(call, sets, device: str) -> float:
-    """Median time of call(*set), cycling through `sets` (one set per call)."""
+def median_ms(call, sets, device: str, refresh=None) -> float:
+    """Median time of call(*set), cycling through `sets` (one set per call).
+    refresh(set, i), CPU only: new values into the set before each timed call,
+    outside the timed window, so that no call sees content it has seen before."""
     i = [0]
 
     def step():
@@ -59,7 +61,9 @@ def median_ms(call, sets, device: str) -> float:
         return float(_do_bench(step, warmup=25, rep=100, return_mode="median"))
     step()  # interpreter: no compile, but first-call set-up
     times = []
-    for _ in range(3):
+    for j in range(3):
+        if refresh is not None:
+            refresh(sets[i[0] % len(sets)], j)
         t0 = _perf_counter()
         step()
         times.append((_perf_counter() - t0) * 1e3)

@@ -91,3 +91,12 @@ BOTH = [
 def test_library_compute_rejected_by_both_layers(name, static_pat, status, pattern):
     assert_verdict(judge(name), "rejected", r"^static check, .*" + static_pat)
     assert_verdict(judge(name, static_checks=False), status, pattern)
+
+
+def test_content_cache_gets_no_free_timing():
+    """Correct everywhere (the fingerprint sees every refill), so it passes; but
+    timing gives every call fresh values, so the cache never hits there. A hit
+    costs ~0.1 ms; an honest interpreter call at S=128 costs ~100 ms."""
+    r = judge("cache_by_content", quick=False)
+    assert_verdict(r, "ok", r"^$")
+    assert r.timings and min(t.ms for t in r.timings) > 5.0, [t.ms for t in r.timings]

@@ -68,6 +68,18 @@ def attention(q, k, v, causal=False, sm_scale=None):
         _CACHE[key] = _honest(q, k, v, causal, sm_scale)
     return _CACHE[key].clone()
 '''),
+    "cache_by_content": ("replays outputs cached under the inputs' addresses and a fingerprint of their values "
+                         "(right on fresh values, free on repeated ones: a timing cheat)", [WRAP], '''
+_CACHE = {}
+
+
+def attention(q, k, v, causal=False, sm_scale=None):
+    key = (q.data_ptr(), tuple(q.shape), causal, sm_scale,
+           float(q.view(-1)[-1]), float(k.view(-1)[-1]), float(v.view(-1)[-1]))
+    if key not in _CACHE:
+        _CACHE[key] = _honest(q, k, v, causal, sm_scale)
+    return _CACHE[key].clone()
+'''),
     "replay_first": ("computes the first call and replays it forever", [WRAP], '''
 _FIRST = []
 
