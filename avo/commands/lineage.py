@@ -30,7 +30,11 @@ def _open(root: Path | None, params: Path | None) -> tuple[Config, Lineage]:
         cfg = load_config(params)
     except ConfigError as e:
         fail(str(e))
-    return cfg, Lineage(root or cfg.lineage.root)
+    if root is None:
+        from avo.harness import detect_device
+
+        root = Path(cfg.lineage.root_for(detect_device()))
+    return cfg, Lineage(root)
 
 
 def _version(lineage: Lineage, text: str) -> Version:
@@ -137,12 +141,6 @@ def add(
         source = kernel.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         fail(f"{kernel} is not a text file")
-    from avo.harness.static_checks import SourceError, check_contract, parse
-
-    try:  # not a candidate at all (syntax error, no `attention`): a user mistake, not an attempt
-        check_contract(parse(source))
-    except SourceError as e:
-        fail(f"{kernel} is not a candidate kernel: {e}")
     if parent is not None:
         parent_n = _version(lineage, parent).number
     else:

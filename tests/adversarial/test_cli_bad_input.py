@@ -87,8 +87,6 @@ OTHER = [
     (["lineage", "add", "missing.py"], "no such kernel file: missing.py"),
     (["lineage", "add", "folder.py"], "folder.py is a directory"),
     (["lineage", "add", "binary.py"], "binary.py is not a text file"),
-    (["lineage", "add", "syntax.py"], "syntax.py is not a candidate kernel: syntax error at line 1"),
-    (["lineage", "add", "no_entry.py"], "no top-level function `attention"),
     (["lineage", "add", "ok.py", "--device", "tpu"], "unknown device 'tpu'"),
     (["lineage", "add", "ok.py", "--device", "cpu", "--suite", "nope"], "unknown suite 'nope'"),
     (["lineage", "init", "--seed", "missing.py"], "no such seed kernel: missing.py"),
