@@ -48,7 +48,8 @@ class HarnessConfig:
 class LineageConfig:
     """Where committed versions live and when a candidate is committed."""
 
-    root: str = "kernel_src/attention/lineage"
+    # "{device}" becomes cuda or cpu: interpreter lineages never mix with GPU ones
+    root: str = "kernel_src/attention/lineage/{device}"
     seed: str = "kernel_src/attention/seeds/fa2.py"  # v0
     # Commit rule: geomean >= best * (1 + margin). The margin covers run-to-run
     # spread: ~1% on a GPU with CUDA-event timing (measure it with repeated
@@ -60,6 +61,10 @@ class LineageConfig:
     # Each promotion is also a git commit of the lineage files only ("auto": when
     # the lineage sits in a git work tree with no merge/rebase in progress).
     git_commit: str = field(default="auto", metadata=_choices("auto", "on", "off"))
+
+    def root_for(self, device: str) -> str:
+        """The lineage folder for results measured on `device` (cuda or cpu)."""
+        return self.root.replace("{device}", device)
 
     def margin_for(self, device: str, interpreter: bool) -> float:
         """The noise margin that applies to a result measured on `device`."""

@@ -81,7 +81,7 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
     chosen = ev.operator
     if chosen == "auto":
         chosen = "agent" if (agent.model or os.environ.get("AVO_MODEL")) else "heuristic"
-    lineage = Path(lineage_root) if lineage_root else root / cfg.lineage.root
+    lineage = Path(lineage_root) if lineage_root else root / cfg.lineage.root_for(resolved_device)
     budget = Budget(generations=ev.generations, wall_minutes=ev.wall_minutes, gpu_minutes=ev.gpu_minutes,
                     tokens=ev.max_tokens, dollars=ev.max_dollars, target_ratio_cudnn=ev.target_ratio_cudnn,
                     target_tflops=ev.target_tflops)

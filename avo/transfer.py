@@ -50,7 +50,7 @@ def prepare_transfer(cfg: Config, root: str | Path, *, to: str, device: str, sou
     if to not in TARGETS:
         raise TransferError(f"unknown transfer target {to!r}; known: {', '.join(TARGETS)}")
     root = Path(root)
-    source = Path(source_root) if source_root else root / cfg.lineage.root
+    source = Path(source_root) if source_root else root / cfg.lineage.root_for(device)
     target = Path(target_root) if target_root else source.with_name(f"{source.name}-{to}")
     lineage = Lineage(source)
     if version is None:

@@ -17,7 +17,10 @@ def test_defaults_without_params_file(tmp_path, monkeypatch):
 
 def test_repo_params_file_loads():
     cfg = load_config(REPO / "params.yaml")
-    assert cfg.lineage.root == "kernel_src/attention/lineage"
+    assert cfg.lineage.root == "kernel_src/attention/lineage/{device}"
+    # GPU and interpreter lineages live apart: their timings are never compared
+    assert cfg.lineage.root_for("cuda") == "kernel_src/attention/lineage/cuda"
+    assert cfg.lineage.root_for("cpu") == "kernel_src/attention/lineage/cpu"
     assert cfg.lineage.noise_margin_cpu > cfg.lineage.noise_margin_cuda
     assert set(cfg.as_dict()) == {"harness", "lineage", "tracking", "evolve", "agent", "report"}
 

@@ -30,7 +30,11 @@ def report(
         cfg = load_config(params)
     except ConfigError as e:
         fail(str(e))
-    lineage = Lineage(lineage_root or cfg.lineage.root)
+    if lineage_root is None:
+        from avo.harness import detect_device
+
+        lineage_root = Path(cfg.lineage.root_for(detect_device()))
+    lineage = Lineage(lineage_root)
     if not lineage.versions():
         fail(f"no lineage versions in {lineage.root}: run `avo evolve` or `avo lineage init` first")
     files = build_report(lineage, out_dir or cfg.report.out_dir, title=cfg.report.title)
