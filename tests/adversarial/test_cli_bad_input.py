@@ -95,6 +95,9 @@ OTHER = [
     (["lineage", "list", "--params", "folder.py"], "folder.py is a directory"),
     (["report", "--lineage", "nolineage"], "no lineage versions in nolineage"),
     (["report", "--params", "binary.py"], "binary.py is not a text file"),
+    (["evolve", "--device", "tpu"], "unknown device 'tpu'"),
+    (["evolve", "--generations", "-1"], "--generations must be >= 0"),
+    (["transfer", "--params", "folder.py"], "folder.py is a directory"),
 ]
 
 
