@@ -81,6 +81,25 @@ def wall_ms(call, sets, n: int = 10) -> float:
     return (_perf_counter() - t0) * 1e3 / n
 
 
+def fresh_ms(call, make_set, n: int = 3) -> float:
+    """Median event time of single calls on input sets the candidate has never
+    seen (each drawn just before its call, which also evicts L2). do_bench
+    repeats its input sets, so a kernel that replays outputs cached under the
+    inputs' values would time near zero there but not here."""
+    times = []
+    for i in range(n):
+        s = make_set(i)
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        call(*s)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+        del s
+    return sorted(times)[len(times) // 2]
+
+
 def sdpa_baseline(backend_name: str):
     """A callable (q, k, v, causal) running PyTorch SDPA pinned to one backend,
     or None if the backend is unavailable. GQA uses enable_gqa where the backend

@@ -246,7 +246,8 @@ class Worker:
             cand = lambda q, k, v: self.attention(q, k, v, causal=shape.causal)
             # CPU: fresh values before every timed call, so an output cache keyed on
             # a fingerprint of the inputs' content cannot make timing free (found by
-            # the adversarial suite; on the GPU do_bench owns the loop: see docs/security.md)
+            # the adversarial suite). On the GPU do_bench owns the loop; there the
+            # fresh-input timing below catches the same cheat.
             refresh = None if self.device == "cuda" else (
                 lambda s, j: self.problem.refill_(*s, self.seeds[5] + 7919 * (j + 1)))
             ms = timing.median_ms(cand, sets, self.device, refresh=refresh)
@@ -257,6 +258,12 @@ class Worker:
                 if row.wall_ms > 0.2 and ms < 0.5 * row.wall_ms:
                     raise Verdict("rejected", f"{shape.name}: event time {ms:.3f} ms is far below the host "
                                               f"clock's {row.wall_ms:.3f} ms per call: work escapes the timed stream")
+                # do_bench repeats its inputs: compare with calls on never-seen inputs
+                fresh = timing.fresh_ms(cand, lambda i: self.problem.make_inputs(
+                    shape, self.device, self.seeds[5] + 1009 * (i + 1)))
+                if ms < 0.6 * fresh:
+                    raise Verdict("rejected", f"{shape.name}: {ms:.3f} ms per call on repeated inputs but "
+                                              f"{fresh:.3f} ms on fresh ones: results are reused, not computed")
                 for name, base in baselines.items():
                     try:
                         bsets = baseline_sets(base, sets, shape, notes, name)

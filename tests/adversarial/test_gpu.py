@@ -9,7 +9,7 @@ from avo.harness import evaluate
 from avo.harness.static_checks import check_source
 from avo.problem import load_problem
 from tests.adversarial.test_cheats import assert_verdict
-from tests.adversarial.variants import SEED, seed_with_preamble
+from tests.adversarial.variants import SEED, seed_with_preamble, variant
 
 pytestmark = pytest.mark.gpu
 
@@ -54,3 +54,10 @@ def test_autotuned_honest_kernel_passes_on_gpu():
     assert AUTOTUNED.count("triton.autotune") == 1 and "num_warps=NUM_WARPS" not in AUTOTUNED
     assert check_source(AUTOTUNED) == []
     assert_verdict(evaluate(AUTOTUNED, device="cuda", configs=ONE_CONFIG), "ok", r"^$")
+
+
+def test_value_keyed_cache_gets_no_free_gpu_timing():
+    """do_bench repeats its input sets: a cache keyed on the inputs' values is
+    right on every check yet free when timed; the fresh-input timing rejects it."""
+    r = evaluate(variant("cache_by_content"), device="cuda", configs=ONE_CONFIG)
+    assert_verdict(r, "rejected", r"results are reused")
