@@ -53,7 +53,7 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
             gpu_minutes: float | None = None, max_tokens: int | None = None, max_dollars: float | None = None,
             target_ratio: float | None = None, target_tflops: float | None = None, device: str | None = None,
             dask_address: str | None = None, lineage_root: str | None = None, state_dir: str | None = None,
-            quick: bool | None = None) -> Settings:
+            quick: bool | None = None, suite: str | None = None) -> Settings:
     """params.yaml (or the defaults), with every non-None argument taking precedence."""
     params_path = params_path or os.environ.get("AVO_PARAMS")
     cfg = load_config(params_path)
@@ -65,8 +65,9 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
         target_ratio_cudnn=target_ratio, target_tflops=target_tflops, dask_address=dask_address,
         state_dir=state_dir).items() if v is not None})
     harness = cfg.harness
-    if device is not None or quick is not None:
-        harness = dataclasses.replace(harness, **{k: v for k, v in dict(device=device, quick=quick).items()
+    if device is not None or quick is not None or suite is not None:
+        harness = dataclasses.replace(harness, **{k: v for k, v in dict(device=device, quick=quick,
+                                                                        suite=suite).items()
                                                   if v is not None})
     agent = dataclasses.replace(cfg.agent, model=model) if model else cfg.agent
     cfg = dataclasses.replace(cfg, evolve=ev, harness=harness, agent=agent)
@@ -85,8 +86,12 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
     budget = Budget(generations=ev.generations, wall_minutes=ev.wall_minutes, gpu_minutes=ev.gpu_minutes,
                     tokens=ev.max_tokens, dollars=ev.max_dollars, target_ratio_cudnn=ev.target_ratio_cudnn,
                     target_tflops=ev.target_tflops)
+    problem = load_problem()
+    suite = harness.suite or problem.DEFAULT_SUITE[resolved_device]
+    if suite not in problem.SUITES:
+        raise ValueError(f"unknown suite {suite!r}; known: {', '.join(problem.SUITES)}")
     return Settings(cfg=cfg, root=root, lineage_root=lineage, seed_path=root / cfg.lineage.seed,
-                    device=resolved_device, suite=harness.suite or load_problem().DEFAULT_SUITE[resolved_device],
+                    device=resolved_device, suite=suite,
                     population=ev.candidates_per_generation,
                     budget=budget, operator=chosen, model=agent.model, dask_address=ev.dask_address,
                     state_file=state_path(root / ev.state_dir, lineage), knowledge_root=root / "knowledge_base")

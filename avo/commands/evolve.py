@@ -40,6 +40,7 @@ def evolve(
     target_ratio: float = typer.Option(None, help="Stop once the best version reaches this geomean ratio to cuDNN."),
     device: str = typer.Option(None, help="cuda | cpu | auto (default: params.yaml harness.device, auto)."),
     dask_address: str = typer.Option(None, help="Run vary/evaluate tasks on an existing Dask scheduler (tcp://host:8786)."),
+    suite: str = typer.Option(None, help="Timed suite (default: params.yaml harness.suite; avo on a GPU, cpu without)."),
     quick: bool = typer.Option(None, "--quick/--full", help="Quick evaluations (no timing: nothing commits); smoke runs."),
     params: str = typer.Option(None, help="params.yaml to read (default: ./params.yaml, or $AVO_PARAMS)."),
 ) -> None:
@@ -67,7 +68,7 @@ def evolve(
     options = dict(generations=generations, population=population, operator=operator, model=model,
                    budget_minutes=budget_minutes, gpu_minutes=gpu_minutes, max_tokens=max_tokens,
                    max_dollars=max_dollars, target_ratio=target_ratio, device=device,
-                   dask_address=dask_address, params_path=params, quick=quick)
+                   dask_address=dask_address, params_path=params, quick=quick, suite=suite)
     try:  # configuration mistakes end here, in one line, before any flow starts
         resolved = resolve(**options)
         make_operator(resolved)
