@@ -140,6 +140,7 @@ def render_png(versions: list[Version], plotted: list[Version], title: str,
 
     matplotlib.use("Agg")  # headless: CI, DVC stages, ssh sessions
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     by_number = {v.number: v for v in versions}
     shown = {v.number for v in plotted}
@@ -164,6 +165,7 @@ def render_png(versions: list[Version], plotted: list[Version], title: str,
                       color=f"C{idx + 1}", label=f"{name} (same run)")
     ax_g.set_ylabel(f"geomean {unit}")
     ax_g.set_xlabel("version")
+    ax_g.xaxis.set_major_locator(MaxNLocator(integer=True))  # versions are whole numbers
     ax_g.legend(loc="lower right", fontsize=8)
     ax_g.grid(alpha=0.3)
     where = plotted[-1].result
@@ -177,6 +179,7 @@ def render_png(versions: list[Version], plotted: list[Version], title: str,
         ax_c.plot(xs, ys, "-o", ms=3, lw=1, color=f"C{i % 10}", label=c)
     ax_c.set_ylabel(unit)
     ax_c.set_xlabel("version")
+    ax_c.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_c.grid(alpha=0.3)
     if configs:
         ax_c.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))

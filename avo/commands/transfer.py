@@ -43,4 +43,5 @@ def transfer(
     typer.echo(f"avo transfer: {path} (run again to resume)")
     evolve_cmd.evolve(generations=generations, population=population, operator=operator, model=model,
                       budget_minutes=None, gpu_minutes=None, max_tokens=max_tokens, max_dollars=max_dollars,
-                      target_ratio=None, device=device, dask_address=None, quick=None, params=str(path))
+                      target_ratio=None, device=device, dask_address=None, quick=None, suite=None,
+                      params=str(path))
