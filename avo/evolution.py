@@ -97,9 +97,11 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
                     state_file=state_path(root / ev.state_dir, lineage), knowledge_root=root / "knowledge_base")
 
 
-def make_operator(settings: Settings, lineage=None):
+def make_operator(settings: Settings, lineage=None, evaluate=None):
     """The variation operator by name: heuristic here, agent from agents/ (imported
-    lazily: LangChain is only needed when a model is configured)."""
+    lazily: LangChain is only needed when a model is configured). evaluate(source,
+    **overrides): the harness the agent verifies, checks and benchmarks with (the
+    flow passes one that leases a GPU per call); None: avo.harness directly."""
     if settings.operator == "heuristic":
         from avo.operators.heuristic import HeuristicOperator
 
@@ -114,8 +116,16 @@ def make_operator(settings: Settings, lineage=None):
                                   "install avo with its LangGraph dependencies or use --operator heuristic") from None
     cfg = dataclasses.replace(settings.cfg, evolve=dataclasses.replace(settings.cfg.evolve, operator="agent"),
                               harness=dataclasses.replace(settings.cfg.harness, device=settings.device))
+    harness = None
+    if evaluate is not None:
+        from agents.operator import HarnessCalls
+        from avo.compile_stats import compiler_stats_text
+
+        harness = HarnessCalls(evaluate=evaluate, check=lambda src: evaluate(src, quick=True),
+                               bench=lambda src, configs: evaluate(src, configs=configs),
+                               compiler_stats=compiler_stats_text)
     try:
-        op = operator_from_config(cfg, lineage=lineage, model=settings.model)
+        op = operator_from_config(cfg, lineage=lineage, model=settings.model, harness=harness)
     except Exception as e:  # ModelUnavailable and friends: one line for the user
         raise OperatorUnavailable(f"{e}; {HOW_TO_CONFIGURE_A_MODEL}") from None
     if op is None:

@@ -88,7 +88,7 @@ def evolve(generations: int | None = None, population: int | None = None, operat
                        lineage_root=lineage_root, state_dir=state_dir, quick=quick, suite=suite)
     live.reset()
     lineage = Lineage(settings.lineage_root)
-    var_op = make_operator(settings, lineage)
+    var_op = make_operator(settings, lineage, evaluate=gen.leased_evaluate(settings))
     state = load_or_start(settings.state_file, settings.lineage_root, lineage.attempts())
     summary = EvolveSummary(state.run_id, state.resumed)
     live.emit("start", run_id=state.run_id, resumed=state.resumed, generation=state.generation,

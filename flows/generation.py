@@ -95,16 +95,24 @@ def evaluate(candidate: Candidate, slot: int, settings: Settings) -> Outcome:
     return Outcome(slot, candidate, result, where={**where, "slot": device_slot})
 
 
-def judge(source: str, settings: Settings) -> tuple[EvalResult | None, object]:
-    """The harness on a leased device (a GPU id, or a CPU slot); None if a stop
-    was requested while waiting for the lease."""
+def judge(source: str, settings: Settings, stoppable: bool = True, **overrides) -> tuple[EvalResult | None, object]:
+    """The harness on a leased device (a GPU id, or a CPU slot): at most one
+    evaluation per GPU at a time. None if a stop was requested while waiting."""
     h = settings.cfg.harness
     pool = gpu_pool.slots_for(settings.device, settings.cfg.evolve.cpu_eval_slots)
     with gpu_pool.lease(pool) as device_slot:
-        if live.stop_requested():  # checked after the wait for a GPU: only running work finishes
+        if stoppable and live.stop_requested():  # checked after the wait: only running work finishes
             return None, device_slot
-        return harness_evaluate(source, device=settings.device, suite=settings.suite, timeout_s=h.timeout_s,
-                                quick=h.quick, gpu=device_slot if settings.device == "cuda" else None), device_slot
+        kw = dict(device=settings.device, suite=settings.suite, timeout_s=h.timeout_s, quick=h.quick,
+                  gpu=device_slot if settings.device == "cuda" else None)
+        return harness_evaluate(source, **{**kw, **overrides}), device_slot
+
+
+def leased_evaluate(settings: Settings):
+    """evaluate(source, **overrides) -> EvalResult on a leased device, for operators
+    that verify, check or benchmark inside vary (the agent): their GPU work waits
+    for its GPU like the evaluate task's does."""
+    return lambda source, **overrides: judge(source, settings, stoppable=False, **overrides)[0]
 
 
 @task(name="commit", cache_policy=NO_CACHE)
