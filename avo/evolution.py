@@ -86,11 +86,16 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
     budget = Budget(generations=ev.generations, wall_minutes=ev.wall_minutes, gpu_minutes=ev.gpu_minutes,
                     tokens=ev.max_tokens, dollars=ev.max_dollars, target_ratio_cudnn=ev.target_ratio_cudnn,
                     target_tflops=ev.target_tflops)
+    seed_path = root / cfg.lineage.seed
+    if not seed_path.is_file() and not (lineage / "v0000").is_dir():  # the seed is only needed for v0
+        # relative paths hang off the params file's folder
+        raise ValueError(f"no seed kernel at {seed_path}: set lineage.seed in {params_path or 'params.yaml'} "
+                         "(relative to that file's folder)")
     problem = load_problem()
     suite = harness.suite or problem.DEFAULT_SUITE[resolved_device]
     if suite not in problem.SUITES:
         raise ValueError(f"unknown suite {suite!r}; known: {', '.join(problem.SUITES)}")
-    return Settings(cfg=cfg, root=root, lineage_root=lineage, seed_path=root / cfg.lineage.seed,
+    return Settings(cfg=cfg, root=root, lineage_root=lineage, seed_path=seed_path,
                     device=resolved_device, suite=suite,
                     population=ev.candidates_per_generation,
                     budget=budget, operator=chosen, model=agent.model, dask_address=ev.dask_address,

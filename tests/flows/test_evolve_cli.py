@@ -26,3 +26,10 @@ def test_user_mistakes_are_one_line_and_exit_2(run_args, monkeypatch):
                                  "--device", "cpu"])
     assert r.exit_code == 2 and "agent.model" in r.output and "Traceback" not in r.output
     assert r.output.count("error:") == 1
+
+
+def test_a_missing_seed_kernel_is_one_line(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("lineage:\n  seed: nowhere/seed.py\n")
+    r = CliRunner().invoke(app, ["evolve", "--params", str(params), "--device", "cpu"])
+    assert r.exit_code == 2 and "no seed kernel at" in r.output and "Traceback" not in r.output
