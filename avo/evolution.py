@@ -139,7 +139,10 @@ def make_operator(settings: Settings, lineage=None, evaluate=None):
 
 
 def supervisor_available() -> bool:
-    return importlib.util.find_spec("agents") is not None and importlib.util.find_spec("agents.supervisor") is not None
+    """agents/ and the LangGraph stack it needs (a lean GPU worker image may have neither)."""
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("agents", "langgraph", "langchain_core")) and \
+        importlib.util.find_spec("agents.supervisor") is not None
 
 
 def supervise(settings: Settings, lineage, generation: int) -> list[str] | None:
