@@ -25,7 +25,9 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _open(root: Path | None, params: Path | None) -> tuple[Config, Lineage]:
+def open_lineage(root: Path | None, params: Path | None) -> tuple[Config, Lineage]:
+    """params.yaml and the lineage: `root`, else lineage.root for this machine's device
+    (lineage/cuda with a GPU, lineage/cpu without). Mistakes end in one line."""
     try:
         cfg = load_config(params)
     except ConfigError as e:
@@ -51,7 +53,7 @@ def _num(x: float | None, fmt: str = ".4g") -> str:
 @app.command("list")
 def list_versions(root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """One line per committed version."""
-    _, lineage = _open(root, params)
+    _, lineage = open_lineage(root, params)
     versions = lineage.versions()
     if not versions:
         print(f"no versions in {lineage.root}")
@@ -75,7 +77,7 @@ def show(version: str = typer.Argument(..., help="Version, e.g. 3 or v3."),
          source: bool = typer.Option(False, "--source", help="Also print the kernel source."),
          root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """A version's metadata, technique, per-configuration TFLOPS and environment."""
-    _, lineage = _open(root, params)
+    _, lineage = open_lineage(root, params)
     v = _version(lineage, version)
     r, t = v.result, v.technique
     print(f"v{v.number}  parent: {'-' if v.parent is None else f'v{v.parent}'}  operator: {v.operator}  "
@@ -104,7 +106,7 @@ def show(version: str = typer.Argument(..., help="Version, e.g. 3 or v3."),
 def diff(a: str = typer.Argument(..., help="Older version."), b: str = typer.Argument(..., help="Newer version."),
          root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """Unified diff of two versions' kernels."""
-    _, lineage = _open(root, params)
+    _, lineage = open_lineage(root, params)
     va, vb = _version(lineage, a), _version(lineage, b)
     print(lineage.diff(va.number, vb.number) or f"v{va.number} and v{vb.number} have the same source", end="")
 
@@ -113,7 +115,7 @@ def diff(a: str = typer.Argument(..., help="Older version."), b: str = typer.Arg
 def attempts(limit: int = typer.Option(20, help="How many recent attempts."),
              root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """What was tried recently and what happened (the text agents read)."""
-    _, lineage = _open(root, params)
+    _, lineage = open_lineage(root, params)
     print(lineage.attempts_summary(limit))
 
 
@@ -130,7 +132,7 @@ def add(
 ) -> None:
     """Evaluate KERNEL with the harness and commit it as operator "human" if it is
     correct and beats the best by the noise margin. Exit 0 when committed, 1 when not."""
-    cfg, lineage = _open(root, params)
+    cfg, lineage = open_lineage(root, params)
     if kernel.is_dir():
         fail(f"{kernel} is a directory: give the kernel's .py file")
     if not kernel.is_file():
@@ -171,7 +173,7 @@ def init(seed: Path = typer.Option(None, help="Seed kernel (default: params.yaml
          suite: str = typer.Option(None, help="Timed suite (default: params.yaml harness.suite)."),
          root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """Evaluate the seed kernel and make it v0 (nothing to do if v0 is this seed)."""
-    cfg, lineage = _open(root, params)
+    cfg, lineage = open_lineage(root, params)
     seed = seed or Path(cfg.lineage.seed)
     if not seed.is_file():
         fail(f"no such seed kernel: {seed}")

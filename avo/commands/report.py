@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from avo.config import ConfigError, load_config
-from avo.lineage import Lineage
+from avo.commands.lineage import open_lineage
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -26,15 +25,7 @@ def report(
     lineage.png, lineage.html (PNG inlined), metrics.json and CSVs for DVC."""
     from avo.report import build_report  # matplotlib loads only when reporting
 
-    try:
-        cfg = load_config(params)
-    except ConfigError as e:
-        fail(str(e))
-    if lineage_root is None:
-        from avo.harness import detect_device
-
-        lineage_root = Path(cfg.lineage.root_for(detect_device()))
-    lineage = Lineage(lineage_root)
+    cfg, lineage = open_lineage(lineage_root, params)
     if not lineage.versions():
         fail(f"no lineage versions in {lineage.root}: run `avo evolve` or `avo lineage init` first")
     files = build_report(lineage, out_dir or cfg.report.out_dir, title=cfg.report.title)
