@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from avo import ast_safe
 from avo.candidate import Candidate, Technique, source_sha256
 from avo.operators.base import VaryContext
 
@@ -109,7 +110,7 @@ GENERIC_SWITCH = Lever("feature switched on", "feature switched off",
 def read_knobs(source: str) -> dict[str, int | bool]:
     """Module-level `NAME = <int or bool>` assignments with an UPPERCASE name."""
     knobs: dict[str, int | bool] = {}
-    for node in ast.parse(source).body:
+    for node in ast_safe.parse(source).body:
         if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
                 and node.targets[0].id.isupper() and isinstance(node.value, ast.Constant)
                 and isinstance(node.value.value, (int, bool))):
@@ -135,7 +136,7 @@ def parse_move(name: str) -> tuple | None:
     """'BLOCK_N=128,NUM_WARPS=4' -> (('BLOCK_N', 128), ('NUM_WARPS', 4)); None if not a move."""
     try:
         parts = [p.split("=", 1) for p in name.split(",")]
-        move = tuple((k.strip(), ast.literal_eval(v.strip())) for k, v in parts)
+        move = tuple((k.strip(), ast_safe.literal_eval(v.strip())) for k, v in parts)
     except (ValueError, SyntaxError):
         return None
     if not move or not all(k.isupper() and isinstance(v, (int, bool)) for k, v in move):
@@ -205,7 +206,7 @@ def _old_value(expected: str, knob: str):
     if not m:
         return None
     try:
-        return ast.literal_eval(m.group(1))
+        return ast_safe.literal_eval(m.group(1))
     except (ValueError, SyntaxError):
         return None
 
