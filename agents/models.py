@@ -8,7 +8,13 @@ keys come from the environment only (never from params.yaml).
 
 Errors a user can fix end in one line: `ModelUnavailable` (no key, missing
 provider package, server unreachable, key rejected, unknown model) and
-`BudgetExceeded` (the run's token/dollar budget is spent).
+`BudgetExceeded` (the run's token/dollar budget is spent). `ModelCallFailed`
+(a ModelUnavailable) is a model that answered before but kept failing with
+transient errors (rate limits, 5xx, timeouts, dropped connections) through
+every retry: the candidate being made fails, the run goes on.
+
+`preflight(spec)` makes one tiny request before a run starts, so an
+unreachable server or a rejected key ends `avo evolve` in one line.
 """
 from __future__ import annotations
 
@@ -71,6 +77,17 @@ class ModelUnavailable(RuntimeError):
     """A configured model cannot be used (one line, says what to fix)."""
 
 
+class ModelCallFailed(ModelUnavailable):
+    """Transient errors through every retry, mid-run: one candidate fails, not
+    the run (the generation flow stops only on the exact name ModelUnavailable).
+    `usage`: what the failing session had spent, for the caller's accounting."""
+
+    def __init__(self, message: str, usage: "Usage | None" = None):
+        super().__init__(message)
+        self.usage = usage
+        self.meta = usage.as_meta() if usage is not None else {}
+
+
 class BudgetExceeded(RuntimeError):
     """The run's token or dollar budget is spent (one line)."""
 
@@ -110,7 +127,7 @@ class ModelSpec:
             return None
         spec = cls(model=model, base_url=env.get("AVO_BASE_URL") or get("base_url"),
                    temperature=float(get("temperature", 0.7)))
-        overrides = {k: get(k) for k in ("timeout_s", "max_retries", "price_input_per_mtok",
+        overrides = {k: get(k) for k in ("timeout_s", "max_retries", "backoff_s", "price_input_per_mtok",
                                          "price_output_per_mtok") if get(k) is not None}
         return cls(**{**spec.__dict__, **overrides}) if overrides else spec
 
@@ -126,6 +143,15 @@ class ModelSpec:
     def describe(self) -> str:
         return self.model + (f" at {self.base_url}" if self.base_url else "")
 
+    def check_name(self) -> None:
+        """A model string without a provider and without a base URL is ambiguous:
+        one line saying how to write it (instead of whatever the SDK would say)."""
+        if ":" not in self.model and not self.base_url:
+            raise ModelUnavailable(
+                f"model {self.model!r} has no provider prefix: write provider:name, e.g. openai:{self.model} "
+                f"or anthropic:claude-sonnet-4-5 (a bare name is only accepted with agent.base_url / "
+                f"AVO_BASE_URL, meaning an OpenAI-compatible server)")
+
 
 def build_chat_model(spec: ModelSpec, env: Mapping[str, str] | None = None):
     """A LangChain chat model for `spec`, built offline (no request is made).
@@ -133,6 +159,7 @@ def build_chat_model(spec: ModelSpec, env: Mapping[str, str] | None = None):
     from langchain.chat_models import init_chat_model
 
     env = os.environ if env is None else env
+    spec.check_name()
     provider = spec.provider
     kwargs: dict = {"temperature": spec.temperature}
     if provider in _CLIENT_RETRY_KWARGS:
@@ -223,6 +250,16 @@ def _status(e: BaseException) -> int | None:
     return code if isinstance(code, int) else None
 
 
+def _retry_after(e: BaseException) -> float:
+    """Seconds a 429/503 asked us to wait (its Retry-After header), else 0."""
+    headers = getattr(getattr(e, "response", None), "headers", None) or {}
+    try:
+        value = headers.get("retry-after") or headers.get("Retry-After")
+        return max(0.0, float(value)) if value is not None else 0.0
+    except (TypeError, ValueError):  # an HTTP date: rare from model APIs; the backoff covers it
+        return 0.0
+
+
 def _line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return (text[0] if text else type(e).__name__)[:240]
@@ -253,12 +290,13 @@ def invoke_model(model, messages: list[BaseMessage], *, spec: ModelSpec | None, 
                 raise
             if attempt == retries:
                 if _is_connection(e):
-                    raise ModelUnavailable(f"{where} is unreachable after {retries + 1} attempts: "
-                                           f"{_line(e)}") from None
-                raise ModelUnavailable(f"{where} kept failing after {retries + 1} attempts "
-                                       f"({type(e).__name__}: {_line(e)})") from None
+                    raise ModelCallFailed(f"{where} is unreachable after {retries + 1} attempts: "
+                                          f"{_line(e)}", usage) from None
+                raise ModelCallFailed(f"{where} kept failing after {retries + 1} attempts "
+                                      f"({type(e).__name__}: {_line(e)})", usage) from None
             usage.retries += 1
-            sleep(min(60.0, wait * 2 ** attempt) * (0.5 + random.random() / 2))
+            backoff = min(60.0, wait * 2 ** attempt) * (0.5 + random.random() / 2)
+            sleep(max(backoff, min(60.0, _retry_after(e))))
     if not isinstance(reply, AIMessage):
         reply = AIMessage(content=getattr(reply, "content", str(reply)))
     meta = reply.usage_metadata or {}
@@ -272,3 +310,27 @@ def invoke_model(model, messages: list[BaseMessage], *, spec: ModelSpec | None, 
     if budget is not None:
         budget.charge(tokens_in + tokens_out, cost)
     return reply
+
+
+# ------------------------------------------------------------------ preflight
+PREFLIGHT_PROMPT = "avo preflight: reply with the single word ok."
+
+
+def preflight(spec: ModelSpec, model=None, env: Mapping[str, str] | None = None,
+              sleep: Callable[[float], None] = time.sleep) -> Usage:
+    """One tiny request, before any evaluation: the server is reachable and the
+    key accepted. Raises ModelUnavailable with one line otherwise (at most two
+    retries, so a wrong URL fails in seconds, not minutes)."""
+    from langchain_core.messages import HumanMessage
+
+    model = model if model is not None else build_chat_model(spec, env)
+    quick = ModelSpec(**{**spec.__dict__, "max_retries": min(spec.max_retries, 2)})
+    usage = Usage()
+    try:
+        invoke_model(model, [HumanMessage(PREFLIGHT_PROMPT)], spec=quick, usage=usage, sleep=sleep)
+    except ModelUnavailable as e:
+        raise ModelUnavailable(f"model check failed: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any other SDK error (400, bad URL...): one line
+        raise ModelUnavailable(f"model check failed: {spec.describe()} answered "
+                               f"{type(e).__name__}: {_line(e)}") from None
+    return usage

@@ -12,6 +12,9 @@ critique records and how the session ended.
 Errors that stop a run: ModelUnavailable (no key, unreachable server, key
 rejected) and BudgetExceeded (raised by the next `vary` once the run's budget is
 spent; a session that crosses the limit ends early and returns what it has).
+A model that keeps failing with transient errors through every retry ends the
+session: its best verified kernel comes back if it has one, else `vary` raises
+ModelCallFailed and only that candidate fails.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from agents import prompts
-from agents.models import Budget, ModelSpec, ModelUnavailable, Usage, build_chat_model
+from agents.models import (Budget, ModelCallFailed, ModelSpec, ModelUnavailable, Usage, build_chat_model,
+                           preflight)
 from agents.tools import LineageView, Workbench, describe_result
 from agents.variation import Limits, VariationContext, graph as variation_graph
 from avo.candidate import Candidate, Technique
@@ -102,16 +106,26 @@ class AgentOperator:
         out = variation_graph.invoke({"messages": [task], "source": ctx.parent_source}, context=context,
                                      config={"recursion_limit": self._recursion_limit()})
         cand = out["candidate"]
+        if out.get("stop") == "model_error" and cand["attempt"] is None:
+            raise ModelCallFailed(out.get("error") or "the model failed", usage)  # this candidate fails
         tech = cand["technique"]
         meta = {**usage.as_meta(), "model": self.spec.describe() if self.spec else type(self.model).__name__,
                 "verify_status": cand["status"], "verify_geomean": cand["geomean"],
-                "stop": out.get("stop", ""), "records": out.get("records", []),
+                "stop": out.get("stop", ""), "model_error": out.get("error", ""),
+                "records": out.get("records", []),
                 "session_attempts": [a["result"]["status"] for a in out.get("attempts", [])],
                 "slot": ctx.slot}
         return Candidate(source=cand["source"], parent=ctx.parent_version, operator="agent",
                          technique=Technique(name=tech.get("name", "unnamed"), expected=tech.get("expected", ""),
                                              why=tech.get("why", ""), measured=tech.get("measured", {})),
                          generation=ctx.generation, meta=meta)
+
+    def preflight(self) -> Usage:
+        """One tiny request (reachable, key accepted); ModelUnavailable in one line if not.
+        Its tokens count against the run's budget like any call."""
+        usage = preflight(self.spec, self.model, sleep=self.sleep) if self.spec else Usage()
+        self.budget.charge(usage.input_tokens + usage.output_tokens, usage.cost_usd)
+        return usage
 
     def task_prompt(self, ctx: VaryContext) -> str:
         lineage_summary = ctx.lineage_summary or (self.lineage.summary() if self.lineage else "(none)")

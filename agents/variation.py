@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field, ValidationError
 from typing_extensions import TypedDict
 
 from agents import prompts
-from agents.models import Budget, BudgetExceeded, ModelSpec, Usage, invoke_model
+from agents.models import Budget, BudgetExceeded, ModelCallFailed, ModelSpec, Usage, invoke_model
 from agents.tools import ToolError, Workbench, describe_result, make_tools
 from avo.lineage import measured_effect
 from avo.records import EvalResult
@@ -74,7 +74,8 @@ class VariationState(TypedDict, total=False):
     iterations: int
     attempts: Annotated[list[dict], operator.add]  # every verified kernel: source, result, iteration
     records: Annotated[list[dict], operator.add]  # critique's records, one per iteration
-    stop: str  # "" | "budget" | "steps": why the session ended early
+    stop: str  # "" | "budget" | "steps" | "model_error": why the session ended early
+    error: str  # the model error that ended the session (stop == "model_error")
     # output
     candidate: dict  # source, technique, verified status/geomean, attempt index
 
@@ -89,6 +90,12 @@ class VariationOutput(TypedDict):
     records: list[dict]
     attempts: list[dict]
     stop: str
+    error: str
+
+
+# An answer longer than this is clipped before it joins the conversation (a
+# runaway model would otherwise resend it on every later call).
+MAX_ANSWER_CHARS = 16_000
 
 
 class Record(BaseModel):
@@ -110,8 +117,18 @@ RECORD_TOOL = StructuredTool.from_function(
 def _call(runtime: Runtime[VariationContext], system: str, messages: list, tools: list) -> AIMessage:
     ctx = runtime.context
     model = ctx.model.bind_tools(tools) if tools else ctx.model
-    return invoke_model(model, [SystemMessage(system), *messages], spec=ctx.spec, usage=ctx.usage,
-                        budget=ctx.budget, sleep=ctx.sleep)
+    reply = invoke_model(model, [SystemMessage(system), *messages], spec=ctx.spec, usage=ctx.usage,
+                         budget=ctx.budget, sleep=ctx.sleep)
+    return _clip_answer(reply)
+
+
+def _clip_answer(reply: AIMessage) -> AIMessage:
+    content = reply.content
+    if isinstance(content, str) and len(content) > MAX_ANSWER_CHARS:
+        note = (f"\n[avo: this answer was {len(content)} characters; clipped to {MAX_ANSWER_CHARS}. "
+                f"Answer briefly and act through tool calls.]")
+        return reply.model_copy(update={"content": content[:MAX_ANSWER_CHARS] + note})
+    return reply
 
 
 def _agent_step(state: VariationState, runtime: Runtime[VariationContext], phase: str) -> Command:
@@ -124,8 +141,10 @@ def _agent_step(state: VariationState, runtime: Runtime[VariationContext], phase
         reply = _call(runtime, prompts.load(phase), state["messages"], make_tools(None))
     except BudgetExceeded:
         return Command(update={"stop": "budget"}, goto="verify")
+    except ModelCallFailed as e:  # retries exhausted: this session ends with what it has
+        return Command(update={"stop": "model_error", "error": str(e)}, goto="verify")
     update = {"messages": [reply], "steps": steps + 1, "phase": phase}
-    if reply.tool_calls:
+    if reply.tool_calls or reply.invalid_tool_calls:
         return Command(update=update, goto="tools")
     return Command(update=update, goto="verify")
 
@@ -148,8 +167,15 @@ def tools(state: VariationState, runtime: Runtime[VariationContext]) -> Command[
     wb.source = state["source"]
     by_name = {t.name: t for t in make_tools(wb)}
     answers = []
-    for call in state["messages"][-1].tool_calls:
+    last = state["messages"][-1]
+    for call in last.tool_calls:
         answers.append(ToolMessage(_run_tool(by_name, call), tool_call_id=call["id"], name=call["name"]))
+    for bad in last.invalid_tool_calls:  # arguments that were not valid JSON: every call gets an answer
+        name = bad.get("name") or "?"
+        answers.append(ToolMessage(f"error: the arguments of {name} were not a valid JSON object "
+                                   f"({str(bad.get('error') or 'unparseable')[:200]}); call it again with "
+                                   f"JSON arguments matching its schema", tool_call_id=bad.get("id") or "",
+                                   name=name, status="error"))
     return Command(update={"messages": answers, "source": wb.source}, goto=state.get("phase", "propose"))
 
 
@@ -215,12 +241,17 @@ def critique(state: VariationState, runtime: Runtime[VariationContext]) -> Comma
     report = _comparison(result, wb.parent_result, measured, iteration, ctx.limits)
     can_iterate = (iteration + 1 < ctx.limits.max_iterations and not state.get("stop")
                    and state.get("steps", 0) < ctx.limits.max_steps)
-    record, reply, note = None, None, ""
+    record, reply, note, failed = None, None, "", {}
     try:
+        if state.get("stop") == "model_error":  # the model just failed through every retry
+            raise ModelCallFailed(state.get("error", "model error"))
         reply = _call(runtime, prompts.load("critique"), [*state["messages"], HumanMessage(report)], [RECORD_TOOL])
         record, note = _parse_record(reply)
     except BudgetExceeded:
         can_iterate, note = False, "budget spent before the critique"
+    except ModelCallFailed as e:
+        can_iterate, note = False, "the model failed before the critique"
+        failed = {"stop": "model_error", "error": state.get("error") or str(e)}
     if record is None:
         faster = result.ok and (not wb.parent_result or result.geomean_tflops > wb.parent_result.geomean_tflops)
         record = Record(decision="iterate" if (can_iterate and not faster) else "submit",
@@ -239,7 +270,7 @@ def critique(state: VariationState, runtime: Runtime[VariationContext]) -> Comma
     wb.session_notes.append(f"iteration {iteration} '{record.technique}': {result.status}, "
                             f"decision {decision}" + (f"; {record.lesson}" if record.lesson else ""))
     if decision == "submit":
-        return Command(update={"records": [entry], "messages": messages}, goto="submit")
+        return Command(update={"records": [entry], "messages": messages, **failed}, goto="submit")
     # iterate: continue from the best verified kernel so far (or the parent)
     best = _best_attempt(attempts)
     start = best["source"] if best else wb.parent_source
@@ -261,7 +292,7 @@ def submit(state: VariationState, runtime: Runtime[VariationContext]) -> dict:
     if chosen is None:
         return {"candidate": {"source": wb.parent_source, "technique": {"name": "no-change"},
                               "status": "unchanged", "geomean": 0.0, "attempt": None},
-                "stop": state.get("stop", "")}
+                "stop": state.get("stop", ""), "error": state.get("error", "")}
     index = attempts.index(chosen)
     rec = next((r for r in reversed(records) if r["attempt"] <= index and r["iteration"] == chosen["iteration"]),
                records[-1] if records else {})
@@ -270,7 +301,7 @@ def submit(state: VariationState, runtime: Runtime[VariationContext]) -> dict:
                  "why": rec.get("why", ""), "measured": measured_effect(result, wb.parent_result)}
     return {"candidate": {"source": chosen["source"], "technique": technique, "status": result.status,
                           "geomean": result.geomean_tflops, "attempt": index},
-            "stop": state.get("stop", "")}
+            "stop": state.get("stop", ""), "error": state.get("error", "")}
 
 
 # --------------------------------------------------------------------- helpers

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 
-OPERATORS = ("seed", "heuristic", "agent", "human")
+OPERATORS = ("seed", "heuristic", "agent", "external", "human")
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ class EvolveConfig:
 
     generations: int = field(default=2, metadata={"min": 0})
     candidates_per_generation: int = field(default=2, metadata={"min": 1})
-    operator: str = field(default="auto", metadata=_choices("auto", "heuristic", "agent"))
+    operator: str = field(default="auto", metadata=_choices("auto", "heuristic", "agent", "external"))
     seed: int = 0
     stagnation_generations: int = field(default=3, metadata={"min": 1})  # supervisor trigger
     # Budgets (null: no limit); the run stops at the first one reached. Spent
@@ -118,11 +118,18 @@ class AgentConfig:
     max_iterations: int = field(default=2, metadata={"min": 1})  # propose→verify→critique rounds per candidate
     max_tokens: int | None = None  # hard budget for the whole run (input + output tokens); None: no limit
     max_cost_usd: float | None = None  # hard budget in dollars; None: no limit
-    timeout_s: float = field(default=180.0, metadata={"min": 1})  # one model request
+    timeout_s: float = field(default=180.0, metadata={"min": 1})  # one model request (client timeout)
     max_retries: int = field(default=5, metadata={"min": 0})  # on rate limits / transient errors, with backoff
+    backoff_s: float = field(default=2.0, metadata={"min": 0})  # first retry wait; doubles, jittered, <= 60 s
     price_input_per_mtok: float | None = None  # USD per million tokens; None: agents.models' table
     price_output_per_mtok: float | None = None
     knowledge_root: str = "knowledge_base"  # notes searched by the agent (BM25)
+    # evolve.operator "external": a headless coding-agent CLI per candidate (agents/external.py),
+    # run in a fresh workspace holding kernel.py, LINEAGE.md, DIRECTIONS.md, knowledge_base/, ./check.
+    agent_cmd: str | None = None  # e.g. "claude -p 'Read TASK.md and do it' --output-format json"; or AVO_AGENT_CMD
+    agent_wall_s: float = field(default=1800.0, metadata={"min": 1})  # per candidate; the process group is killed
+    agent_max_cost_usd: float | None = field(default=None, metadata={"min": 0})  # per candidate, if the CLI reports cost
+    check_cmd: str | None = None  # what ./check runs on kernel.py; None: avo bench --quick on the run's device
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ class Settings:
     suite: str | None
     population: int
     budget: Budget
-    operator: str  # heuristic | agent (resolved from "auto")
+    operator: str  # heuristic | agent | external (resolved from "auto")
     model: str | None
     state_file: Path
     dask_address: str | None
@@ -112,6 +112,15 @@ def make_operator(settings: Settings, lineage=None, evaluate=None):
 
         return HeuristicOperator(settings.lineage_root, knowledge_root=settings.knowledge_root,
                                  device=settings.device)
+    if settings.operator == "external":  # a coding-agent CLI per candidate (agents/external.py)
+        try:
+            from agents.external import operator_from_settings
+        except ImportError as e:
+            raise OperatorUnavailable(f"the external operator is not available ({e})") from None
+        try:
+            return operator_from_settings(settings, lineage=lineage)
+        except RuntimeError as e:
+            raise OperatorUnavailable(str(e)) from None
     if not (settings.model or os.environ.get("AVO_MODEL")):
         raise OperatorUnavailable(f"the agent operator needs a model: {HOW_TO_CONFIGURE_A_MODEL}")
     try:

@@ -139,13 +139,16 @@ class Tracker:
                                     tags=_str_dict(tags))
             run_id = run.info.run_id
             self._log_batch(run_id, params=_candidate_params(candidate, result, gen),
-                            metrics=_candidate_metrics(result, decision))
+                            metrics={**_candidate_metrics(result, decision), **_operator_metrics(candidate.meta)})
             if self.log_artifacts:
                 client.log_text(run_id, candidate.source, "kernel.py")
                 if diff:
                     client.log_text(run_id, diff, "diff_to_parent.patch")
                 client.log_text(run_id, result.log_tail or "(empty)\n", "harness.log")
                 client.log_text(run_id, result.to_json(), "result.json")
+                transcript = _transcript(candidate.meta)
+                if transcript:  # an external coding agent's stdout/stderr (truncated)
+                    client.log_text(run_id, transcript, "agent_transcript.log")
             client.set_terminated(run_id, "FINISHED")
             return run_id
         return None
@@ -228,6 +231,30 @@ def _candidate_metrics(result: "EvalResult", decision: "CommitDecision | None") 
     for k, v in _flatten(result.compile_stats).items():
         m[metric_key("compile", *k.split("."))] = v
     return m
+
+
+# What an operator spent on one candidate (agent: tokens, dollars, calls, retries; external: dollars, seconds).
+_OPERATOR_METRICS = ("input_tokens", "output_tokens", "tokens", "cost_usd", "model_calls", "model_retries",
+                     "agent_wall_s")
+
+
+def _operator_metrics(meta: dict) -> dict:
+    out = {}
+    for key in _OPERATOR_METRICS:
+        value = (meta or {}).get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f"operator/{key}"] = float(value)
+    return out
+
+
+def _transcript(meta: dict) -> str:
+    path = (meta or {}).get("transcript")
+    if path:
+        try:
+            return Path(path).read_text(errors="replace")
+        except OSError:
+            pass
+    return (meta or {}).get("transcript_tail") or ""
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -31,8 +31,11 @@ def _quiet_prefect() -> None:
 def evolve(
     generations: int = typer.Option(None, help="Generations to run (default: params.yaml evolve.generations, 2)."),
     population: int = typer.Option(None, help="Candidates per generation (default: evolve.candidates_per_generation, 2)."),
-    operator: str = typer.Option(None, help="agent | heuristic (default: agent if a model is configured, else heuristic)."),
+    operator: str = typer.Option(None, help="agent | heuristic | external (default: agent if a model is configured, "
+                                            "else heuristic)."),
     model: str = typer.Option(None, help="Chat model for the agent operator, e.g. openai:gpt-4.1."),
+    agent_cmd: str = typer.Option(None, help="--operator external: the coding-agent command line run per candidate "
+                                             "(default: params.yaml agent.agent_cmd)."),
     budget_minutes: float = typer.Option(None, help="Stop after this many wall-clock minutes (whole run, across resumes)."),
     gpu_minutes: float = typer.Option(None, help="Stop after this much evaluation time on GPUs."),
     max_tokens: int = typer.Option(None, help="Stop after this many LLM tokens."),
@@ -47,8 +50,12 @@ def evolve(
     """Evolve the kernel lineage: generations of select -> vary -> evaluate -> commit -> log
     until a budget ends. Running it again resumes an unfinished run; Ctrl-C stops
     cleanly after the candidates being evaluated (press twice to abort)."""
-    if operator not in (None, "agent", "heuristic", "auto"):
-        fail(f"unknown operator {operator!r}: use agent or heuristic")
+    if operator not in (None, "agent", "heuristic", "auto", "external"):
+        fail(f"unknown operator {operator!r}: use agent, heuristic or external")
+    if agent_cmd is not None:
+        if not agent_cmd.strip():
+            fail("--agent-cmd is empty: give the coding agent's command line")
+        os.environ["AVO_AGENT_CMD"] = agent_cmd  # the flow takes plain parameters; the operator reads this
     if device not in (None, "auto", "cuda", "cpu"):
         fail(f"unknown device {device!r}: use cuda, cpu or auto")
     for name, value in (("generations", generations), ("population", population)):
@@ -71,9 +78,12 @@ def evolve(
                    dask_address=dask_address, params_path=params, quick=quick, suite=suite)
     try:  # configuration mistakes end here, in one line, before any flow starts
         resolved = resolve(**options)
-        make_operator(resolved)
-    except (OperatorUnavailable, ConfigError, ValueError) as e:
-        fail(str(e).splitlines()[0])
+        op = make_operator(resolved)
+        check = getattr(op, "preflight", None)
+        if check is not None:  # one tiny request (model reachable, key accepted) / the agent CLI exists
+            check()
+    except (OperatorUnavailable, ConfigError, ValueError, RuntimeError) as e:
+        fail(str(e).splitlines()[0] if str(e).strip() else type(e).__name__)
     display = Progress()
     unsubscribe = live.subscribe(display.on_event)
     try:

@@ -89,3 +89,22 @@ def lineage(tmp_path) -> Lineage:
 @pytest.fixture
 def seed_source() -> str:
     return SEED.read_text()
+
+
+@pytest.fixture
+def fake_llm():
+    """start(*turns, **kw) -> a running FakeOpenAI (tests/agents/fake_llm_server.py) on
+    127.0.0.1; every server started is stopped when the test ends."""
+    from tests.agents.fake_llm_server import FakeOpenAI
+
+    servers = []
+
+    def start(*turns, **kw) -> FakeOpenAI:
+        kw.setdefault("lifetime_s", 90.0)
+        server = FakeOpenAI(turns, **kw).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
