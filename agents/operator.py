@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 from agents import prompts
 from agents.models import (Budget, ModelCallFailed, ModelSpec, ModelUnavailable, Usage, build_chat_model,
                            preflight)
-from agents.tools import LineageView, Workbench, describe_result
+from agents.tools import LineageView, Workbench, describe_result, quote_untrusted
 from agents.variation import Limits, VariationContext, graph as variation_graph
 from avo.candidate import Candidate, Technique
 from avo.knowledge import KnowledgeBase
@@ -130,6 +130,7 @@ class AgentOperator:
     def task_prompt(self, ctx: VaryContext) -> str:
         lineage_summary = ctx.lineage_summary or (self.lineage.summary() if self.lineage else "(none)")
         attempts = ctx.attempts_summary or (self.lineage.attempts_summary(20) if self.lineage else "(none)")
+        attempts = quote_untrusted(attempts, 6000, what="attempts log (messages are kernel/harness output)")
         directions = "\n".join(f"- {d}" for d in ctx.directions) or "(none yet)"
         scores = describe_result(ctx.parent_result) if ctx.parent_result else "(not measured)"
         return prompts.render("task", generation=ctx.generation, slot=ctx.slot,

@@ -169,6 +169,7 @@ def make_tools(wb: Workbench | None) -> list[StructuredTool]:
         """Recent attempts of the whole search (committed or not, with outcomes) and this session's own attempts."""
         w = need()
         text = w.lineage.attempts_summary(limit) if w.lineage else "no attempts log"
+        text = quote_untrusted(text, MAX_TOOL_CHARS // 2, what="attempts log (messages are kernel/harness output)")
         if w.session_notes:
             text += "\nThis session so far:\n" + "\n".join(f"- {n}" for n in w.session_notes)
         return clip(text)
