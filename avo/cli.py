@@ -26,9 +26,12 @@ def _root() -> None:
 app.command("bench")(bench_cmd.bench)
 app.add_typer(lineage_cmd.app, name="lineage")
 app.command("report")(report_cmd.report)
+from avo.commands import tree as tree_cmd  # noqa: E402
+app.command("tree")(tree_cmd.tree)
 from avo.commands import evolve as evolve_cmd  # noqa: E402  (evolve + serve; Prefect is imported lazily)
 app.command("evolve")(evolve_cmd.evolve)
-app.command("serve")(evolve_cmd.serve)
+from avo.commands.serve_guard import guarded  # noqa: E402  (one-line errors before Prefect serves)
+app.command("serve")(guarded(evolve_cmd.serve))
 from avo.commands import transfer as transfer_cmd  # noqa: E402
 app.command("transfer")(transfer_cmd.transfer)
 

@@ -38,6 +38,7 @@ META_FILE = "version.json"
 ATTEMPTS_FILE = "attempts.jsonl"
 LOCK_FILE = ".lock"
 SCHEMA = 1
+ATTEMPT_LOG_CHARS = 2000  # the end of the harness log kept per attempt
 
 
 class LineageError(Exception):
@@ -351,6 +352,9 @@ def attempt_record(candidate: Candidate, result: EvalResult, decision: CommitDec
         "committed": bool(decision and decision.committed),
         "version": decision.version if decision else None,
         "reason": decision.reason if decision else "",
+        # for the evolution-tree page (avo.tree): evaluation time and the harness log's end
+        "wall_s": round(result.wall_s, 3) if isinstance(result.wall_s, (int, float)) else None,
+        "log_tail": (result.log_tail or "")[-ATTEMPT_LOG_CHARS:],
     }
 
 

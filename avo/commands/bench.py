@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from avo import units
 from avo.records import EvalResult
 
 console = Console()
@@ -75,8 +76,7 @@ def bench(
 
 def print_result(result: EvalResult, title: str) -> None:
     interp = result.interpreter
-    unit = "GFLOP/s" if interp else "TFLOPS"
-    scale = 1e3 if interp else 1.0
+    unit = "TFLOPS (interpreter)" if interp else "TFLOPS"  # one unit everywhere (avo.units)
     if interp:
         console.print("[yellow]CPU run: Triton interpreter timings — they say nothing about GPU speed "
                       "and are never compared with GPU figures.[/]")
@@ -87,12 +87,12 @@ def print_result(result: EvalResult, title: str) -> None:
         for col in ("cuDNN", "FA2", "× cuDNN", "× FA2"):
             table.add_column(col, justify="right")
     for t in result.timings:
-        row = [t.config, f"{t.tflops * scale:.1f}"]
+        row = [t.config, units.tflops(t.tflops, interp)]
         if not interp:
             row += [_num(t.cudnn_tflops), _num(t.fa2_tflops), _ratio(t.ratio_cudnn), _ratio(t.ratio_fa2)]
         table.add_row(*row)
     if result.timings and result.ok:
-        row = ["geomean", f"{result.geomean_tflops * scale:.1f}"]
+        row = ["geomean", units.tflops(result.geomean_tflops, interp)]
         if not interp:
             row += ["", "", _ratio(result.geomean_ratio_cudnn), _ratio(result.geomean_ratio_fa2)]
         table.add_row(*row, style="bold")

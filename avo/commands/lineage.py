@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from avo.candidate import Candidate, Technique
+from avo import units
 from avo.config import Config, ConfigError, load_config
 from avo.lineage import Lineage, LineageError, Version, parse_version
 
@@ -25,18 +26,57 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def open_lineage(root: Path | None, params: Path | None) -> tuple[Config, Lineage]:
+def open_lineage(root: Path | None, params: Path | None, must_exist: bool = False,
+                 writable: bool = False) -> tuple[Config, Lineage]:
     """params.yaml and the lineage: `root`, else lineage.root for this machine's device
-    (lineage/cuda with a GPU, lineage/cpu without). Mistakes end in one line."""
+    (lineage/cuda with a GPU, lineage/cpu without). Mistakes end in one line:
+    with `must_exist`, a lineage folder that is not there (a typo in --lineage);
+    with `writable`, one that cannot be written (checked before any evaluation)."""
     try:
         cfg = load_config(params)
     except ConfigError as e:
         fail(str(e))
+    given = root is not None
     if root is None:
         from avo.harness import detect_device
 
         root = Path(cfg.lineage.root_for(detect_device()))
+    if must_exist and not Path(root).is_dir():
+        if given:
+            fail(f"no lineage folder {root}" + (" (it is a file)" if Path(root).exists() else "")
+                 + ": check --lineage")
+        fail(f"no lineage yet at {root} (params.yaml lineage.root): run `avo lineage init` or `avo evolve` first")
+    if writable:
+        problem = writable_problem(Path(root))
+        if problem:
+            fail(f"cannot write the lineage {root}: {problem}")
     return cfg, Lineage(root)
+
+
+def writable_problem(folder: Path) -> str:
+    """'' when files can be created in `folder` (or in the nearest existing folder
+    above it, where it would be made); else why not, in a few words. Tries a real
+    write: os.access says yes to root even on a read-only mount."""
+    import errno
+    import os
+    import tempfile
+
+    probe_dir = folder
+    while not probe_dir.exists():
+        if probe_dir.parent == probe_dir:
+            break
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        return f"{probe_dir} is not a folder"
+    try:
+        fd, name = tempfile.mkstemp(prefix=".avo-write-probe-", dir=probe_dir)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        why = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.ENOSPC: "no space left"}.get(e.errno, e.strerror)
+        return f"{probe_dir} is not writable ({why})"
+    return ""
 
 
 def _version(lineage: Lineage, text: str) -> Version:
@@ -52,24 +92,44 @@ def _num(x: float | None, fmt: str = ".4g") -> str:
 
 @app.command("list")
 def list_versions(root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
-    """One line per committed version."""
-    _, lineage = open_lineage(root, params)
+    """One line per committed version: geomean TFLOPS on the suite it was measured on."""
+    _, lineage = open_lineage(root, params, must_exist=True)
     versions = lineage.versions()
     if not versions:
         print(f"no versions in {lineage.root}")
         return
     best = lineage.best()
-    print(f"{'ver':>5} {'parent':>6} {'operator':<9} {'geomean':>9} {'xcuDNN':>7} {'xFA2':>6}  "
-          f"{'device':<22} {'created':<25} technique")
+    rows = []
     for v in versions:
         r = v.result
-        device = (r.env.get("gpu") or r.device) + (" (interp)" if r.interpreter else "")
-        mark = "*" if best and v.number == best.number else " "
-        parent = "-" if v.parent is None else f"v{v.parent}"
-        print(f"{mark}v{v.number:<3} {parent:>6} {v.operator:<9} {_num(v.geomean):>9} "
-              f"{_num(r.geomean_ratio_cudnn, '.3f'):>7} {_num(r.geomean_ratio_fa2, '.3f'):>6}  "
-              f"{device[:22]:<22} {v.created:<25} {v.technique.name}")
-    print(f"(* best; geomean in TFLOPS; {len(lineage.attempts())} attempts in {lineage.root}/attempts.jsonl)")
+        rows.append({
+            "ver": ("*" if best and v.number == best.number else " ") + f"v{v.number}",
+            "parent": "-" if v.parent is None else f"v{v.parent}", "operator": v.operator,
+            "geomean TFLOPS": units.tflops(v.geomean, r.interpreter) if v.geomean else "-",
+            "suite": r.suite or "?",
+            "xcuDNN": _num(r.geomean_ratio_cudnn, ".3f"), "xFA2": _num(r.geomean_ratio_fa2, ".3f"),
+            "device": (r.env.get("gpu") or r.device)
+            + (" (interpreter)" if r.interpreter and "interpreter" not in str(r.env.get("gpu")) else ""),
+            "created": v.created, "technique": v.technique.name})
+    right = {"parent", "geomean TFLOPS", "xcuDNN", "xFA2"}
+    widths = {k: max(len(k), *(len(row[k]) for row in rows)) for k in rows[0]}
+
+    def line(row: dict) -> str:
+        cells = [row[k].rjust(widths[k]) if k in right else row[k].ljust(widths[k]) for k in row]
+        return "  ".join(cells[:-1] + [row["technique"]]).rstrip()
+
+    print(line({k: k for k in rows[0]}))
+    for row in rows:
+        print(line(row))
+    suites = sorted({v.result.suite or "?" for v in versions})
+    note = ("; figures from different suites are not comparable (same kernel, other configurations)"
+            if len(suites) > 1 else "")
+    interp = any(v.result.interpreter for v in versions)
+    print(f"(* best; geomean TFLOPS = geometric mean over the configurations of the suite shown"
+          f" (`avo lineage show VERSION` lists them); the same kernel timed on another suite"
+          f" (`avo bench KERNEL --suite NAME`) has another geomean{note}"
+          + (f"; interpreter rows: {units.INTERPRETER_NOTE}" if interp else "")
+          + f"; {len(lineage.attempts())} attempts in {lineage.root}/attempts.jsonl)")
 
 
 @app.command("show")
@@ -77,7 +137,7 @@ def show(version: str = typer.Argument(..., help="Version, e.g. 3 or v3."),
          source: bool = typer.Option(False, "--source", help="Also print the kernel source."),
          root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """A version's metadata, technique, per-configuration TFLOPS and environment."""
-    _, lineage = open_lineage(root, params)
+    _, lineage = open_lineage(root, params, must_exist=True)
     v = _version(lineage, version)
     r, t = v.result, v.technique
     print(f"v{v.number}  parent: {'-' if v.parent is None else f'v{v.parent}'}  operator: {v.operator}  "
@@ -106,7 +166,7 @@ def show(version: str = typer.Argument(..., help="Version, e.g. 3 or v3."),
 def diff(a: str = typer.Argument(..., help="Older version."), b: str = typer.Argument(..., help="Newer version."),
          root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """Unified diff of two versions' kernels."""
-    _, lineage = open_lineage(root, params)
+    _, lineage = open_lineage(root, params, must_exist=True)
     va, vb = _version(lineage, a), _version(lineage, b)
     print(lineage.diff(va.number, vb.number) or f"v{va.number} and v{vb.number} have the same source", end="")
 
@@ -115,7 +175,7 @@ def diff(a: str = typer.Argument(..., help="Older version."), b: str = typer.Arg
 def attempts(limit: int = typer.Option(20, help="How many recent attempts."),
              root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """What was tried recently and what happened (the text agents read)."""
-    _, lineage = open_lineage(root, params)
+    _, lineage = open_lineage(root, params, must_exist=True)
     print(lineage.attempts_summary(limit))
 
 
@@ -132,7 +192,7 @@ def add(
 ) -> None:
     """Evaluate KERNEL with the harness and commit it as operator "human" if it is
     correct and beats the best by the noise margin. Exit 0 when committed, 1 when not."""
-    cfg, lineage = open_lineage(root, params)
+    cfg, lineage = open_lineage(root, params, writable=True)
     if kernel.is_dir():
         fail(f"{kernel} is a directory: give the kernel's .py file")
     if not kernel.is_file():
@@ -173,7 +233,7 @@ def init(seed: Path = typer.Option(None, help="Seed kernel (default: params.yaml
          suite: str = typer.Option(None, help="Timed suite (default: params.yaml harness.suite)."),
          root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """Evaluate the seed kernel and make it v0 (nothing to do if v0 is this seed)."""
-    cfg, lineage = open_lineage(root, params)
+    cfg, lineage = open_lineage(root, params, writable=True)
     seed = seed or Path(cfg.lineage.seed)
     if not seed.is_file():
         fail(f"no such seed kernel: {seed}")

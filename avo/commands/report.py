@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from avo.commands.lineage import open_lineage
+from avo.commands.lineage import open_lineage, writable_problem
+from avo.commands.tree import find_journals
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -28,8 +29,15 @@ def report(
     cfg, lineage = open_lineage(lineage_root, params)
     if not lineage.versions():
         fail(f"no lineage versions in {lineage.root}: run `avo evolve` or `avo lineage init` first")
-    files = build_report(lineage, out_dir or cfg.report.out_dir, title=cfg.report.title)
-    for f in (files.png, files.html, files.metrics, files.curve, files.configs):
+    out = Path(out_dir or cfg.report.out_dir)
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file: give a folder")
+    problem = writable_problem(out)
+    if problem:  # before matplotlib draws anything
+        fail(f"cannot write the report to {out}: {problem}")
+    files = build_report(lineage, out, title=cfg.report.title,
+                         journals=find_journals(cfg, lineage.root))
+    for f in (files.png, files.html, files.tree, files.metrics, files.curve, files.configs):
         print(f"wrote {f}")
 
 
