@@ -339,7 +339,10 @@ def operator_from_settings(settings, lineage=None, env: Mapping[str, str] | None
     if not cmd:
         raise AgentCommandUnavailable("--operator external needs the agent's command line: pass --agent-cmd, "
                                       "set agent.agent_cmd in params.yaml or AVO_AGENT_CMD")
-    return ExternalOperator(cmd, lineage=lineage, knowledge_root=settings.knowledge_root, wall_s=agent.agent_wall_s,
+    knowledge = Path(settings.knowledge_root)
+    if not knowledge.is_dir():  # a params file outside the repository: the repository's notes
+        knowledge = REPO_ROOT / agent.knowledge_root
+    return ExternalOperator(cmd, lineage=lineage, knowledge_root=knowledge, wall_s=agent.agent_wall_s,
                             max_cost_usd=agent.agent_max_cost_usd, check_cmd=agent.check_cmd,
                             device=settings.device, suite=settings.suite, env=env)
 
