@@ -9,8 +9,10 @@ metadata gives shared memory. Nothing here needs a GPU.
 
 Best effort by design: a kernel that needs a real device to launch, a Triton
 version without these internals, or a missing ptxas gives a message, never an
-exception. The candidate's code runs only in the child (scrubbed environment,
-timeout), after the harness's static checks.
+exception. The candidate's code runs only in the child, after the harness's
+static checks: in the sandbox (avo.harness.sandbox: no network, read-only file
+system but for its work directory, uid 65534 where the platform allows), with a
+scrubbed environment and a timeout.
 
     python -m avo.compile_stats kernel.py     # prints the JSON record
 """
@@ -32,6 +34,7 @@ LAUNCHES = [dict(batch=8, heads_q=16, heads_kv=16, seqlen=4096, head_dim=128, ca
 def compiler_stats(source: str, timeout_s: float = TIMEOUT_S) -> dict:
     """{"kernels": [{name, registers, spill_stores, spill_loads, shared_bytes, options...}]}
     or {"error": "one line"}."""
+    from avo.harness import sandbox
     from avo.harness.static_checks import SourceError, check_source
 
     try:
@@ -47,14 +50,20 @@ def compiler_stats(source: str, timeout_s: float = TIMEOUT_S) -> dict:
                if k in ("PATH", "LANG", "TRITON_CACHE_DIR", "TRITON_PTXAS_PATH", "CUDA_HOME")}
         env.update(HOME=work, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1",
                    PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        argv = sandbox.detect().wrap([sys.executable, "-s", "-m", "avo.compile_stats", str(path)], workdir=Path(work))
+        proc = sandbox.spawn(argv, env=env, cwd=Path(work), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            proc = subprocess.run([sys.executable, "-s", "-m", "avo.compile_stats", str(path)], cwd=work,
-                                  env=env, capture_output=True, text=True, timeout=timeout_s)
+            out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            sandbox.kill_tree(proc)
+            proc.communicate()
             return {"error": f"compiler stats timed out after {timeout_s:.0f} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        sandbox.kill_tree(proc)   # anything the candidate left running in the background
+    stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     if not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"compiler stats failed: {tail[:300]}"}
     return json.loads(lines[-1])
 
