@@ -90,6 +90,10 @@ def _num(x: float | None, fmt: str = ".4g") -> str:
     return format(x, fmt) if x else "-"
 
 
+def _ratio(x: float | None) -> str:
+    return "-" if not x else f"{x:.3f}" if x >= 0.01 else f"{x:.3g}"  # tiny ratios are not 0.000
+
+
 @app.command("list")
 def list_versions(root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """One line per committed version: geomean TFLOPS on the suite it was measured on."""
@@ -107,7 +111,7 @@ def list_versions(root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
             "parent": "-" if v.parent is None else f"v{v.parent}", "operator": v.operator,
             "geomean TFLOPS": units.tflops(v.geomean, r.interpreter) if v.geomean else "-",
             "suite": r.suite or "?",
-            "xcuDNN": _num(r.geomean_ratio_cudnn, ".3f"), "xFA2": _num(r.geomean_ratio_fa2, ".3f"),
+            "xcuDNN": _ratio(r.geomean_ratio_cudnn), "xFA2": _ratio(r.geomean_ratio_fa2),
             "device": (r.env.get("gpu") or r.device)
             + (" (interpreter)" if r.interpreter and "interpreter" not in str(r.env.get("gpu")) else ""),
             "created": v.created, "technique": v.technique.name})
