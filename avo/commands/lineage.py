@@ -141,7 +141,7 @@ def show(version: str = typer.Argument(..., help="Version, e.g. 3 or v3."),
          source: bool = typer.Option(False, "--source", help="Also print the kernel source."),
          root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """A version's metadata, technique, per-configuration TFLOPS and environment."""
-    _, lineage = open_lineage(root, params, must_exist=True)
+    _, lineage = open_lineage(root, params)  # a missing folder: "no version vN in ROOT", exit 2
     v = _version(lineage, version)
     r, t = v.result, v.technique
     print(f"v{v.number}  parent: {'-' if v.parent is None else f'v{v.parent}'}  operator: {v.operator}  "
@@ -170,7 +170,7 @@ def show(version: str = typer.Argument(..., help="Version, e.g. 3 or v3."),
 def diff(a: str = typer.Argument(..., help="Older version."), b: str = typer.Argument(..., help="Newer version."),
          root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """Unified diff of two versions' kernels."""
-    _, lineage = open_lineage(root, params, must_exist=True)
+    _, lineage = open_lineage(root, params)
     va, vb = _version(lineage, a), _version(lineage, b)
     print(lineage.diff(va.number, vb.number) or f"v{va.number} and v{vb.number} have the same source", end="")
 
