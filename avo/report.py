@@ -263,16 +263,18 @@ def render_png(versions: list[Version], plotted: list[Version], title: str,
     xs = [v.number for v in plotted]
     for i, c in enumerate(configs):
         ys = [v.result.tflops_by_config().get(c, float("nan")) * scale for v in plotted]
-        ax_c.plot(xs, ys, "-o", ms=3, lw=1, color=f"C{i % 10}", label=c)
+        colour = f"C{i}" if len(configs) <= 10 else plt.cm.tab20(i % 20)  # no two lines alike
+        ax_c.plot(xs, ys, "-o", ms=3, lw=1, color=colour, label=c)
     ax_c.set_ylabel(unit)
     ax_c.set_xlabel("version")
     ax_c.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
     ax_c.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax_c.grid(alpha=0.3)
     ax_c.set_title("per configuration", fontsize=9)
-    if configs:
-        ax_c.legend(fontsize=7, ncol=1 if len(configs) <= 12 else 2, loc="upper left",
-                    bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if configs and len(configs) <= 12:
+        ax_c.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    elif configs:  # many configurations: a legend beside the plot would squeeze it; put it below
+        ax_c.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14), borderaxespad=0)
 
     # 3. the parent tree with each version's technique and what was tried from it
     depth = _depths(versions)

@@ -362,6 +362,12 @@ D.nodes.forEach(function(n){
   var lt = el("text", {x: X(n) + (n.committed ? 12 : 9), y: Y(n) + (n.committed ? 9 : 4), "class": "lab"}, g);
   var s = label.length > 34 ? label.slice(0, 33) + "…" : label;
   lt.textContent = s + (n.committed ? "" : "  " + (n.status === "ok" ? tf(n.geomean, n.interpreter) : n.status));
+  if (n.committed && t.getBBox){  // a card behind a version's label: edges leaving it pass underneath
+    var b1 = t.getBBox(), b2 = lt.getBBox(), x0 = Math.min(b1.x, b2.x) - 3, y0 = b1.y - 1;
+    var x1 = Math.max(b1.x + b1.width, b2.x + b2.width) + 3, y1 = b2.y + b2.height + 1;
+    g.insertBefore(el("rect", {x: x0, y: y0, width: x1 - x0, height: y1 - y0, rx: 3, fill: "#fff",
+                               "fill-opacity": 0.9, stroke: "#dfe6e9"}), t);
+  }
   var tt = el("title", {}, g);
   tt.textContent = hoverText(n);
   g.addEventListener("mousemove", function(ev){ tip.style.display = "block"; tip.innerHTML = esc(hoverText(n)).replace(/\n/g, "<br>");
