@@ -51,7 +51,8 @@ def compile_variant(mod, head_dim=128, dtype=torch.bfloat16, causal=False, even_
     if ws:
         fn = mod._g_fwd_ws
         consts = dict(CAUSAL=causal, EVEN_M=even_m, NUM_STAGES=cfg["NUM_STAGES"], HEAVY_FIRST=cfg["HEAVY_FIRST"],
-                      CONSUMER_REGS=cfg["CONSUMER_REGS"], PRODUCER_REGS=cfg["PRODUCER_REGS"])
+                      CONSUMER_REGS=cfg["CONSUMER_REGS"], PRODUCER_REGS=cfg["PRODUCER_REGS"],
+                      FA3_SCHEDULE=cfg["FA3_SCHEDULE"], PINGPONG=cfg["PINGPONG"])
         nw = 4
     else:
         fn = mod._g_fwd
@@ -89,10 +90,12 @@ def resources(k):
 
 
 VARIANTS = {
-    "plain": dict(PIPELINE=False),
-    "pipe": dict(PIPELINE=True),
+    "plain": dict(PIPELINE=False, WARP_SPECIALIZE=False, NUM_STAGES=3),
+    "pipe": dict(PIPELINE=True, WARP_SPECIALIZE=False, NUM_STAGES=3),
     "ws": dict(WARP_SPECIALIZE=True, NUM_STAGES=2),
     "ws3": dict(WARP_SPECIALIZE=True, NUM_STAGES=3),
+    "fa3": dict(WARP_SPECIALIZE=True, NUM_STAGES=2, FA3_SCHEDULE=True, PINGPONG=False),
+    "fa3pp": dict(WARP_SPECIALIZE=True, NUM_STAGES=2, FA3_SCHEDULE=True, PINGPONG=True),
 }
 
 if __name__ == "__main__":

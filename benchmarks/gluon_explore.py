@@ -27,11 +27,15 @@ SRC = os.path.join(ROOT, "kernel_src", "attention", "steps", "g1_gluon.py")
 PROBLEM = os.path.join(ROOT, "kernel_src", "attention", "problem.py")
 
 VARIANTS = {
-    "plain": dict(PIPELINE=False, NUM_STAGES=3, NUM_STAGES_D64=4),
-    "pipe": dict(PIPELINE=True, NUM_STAGES=3, NUM_STAGES_D64=4),
-    "pipe_s2": dict(PIPELINE=True, NUM_STAGES=2, NUM_STAGES_D64=3),
-    "ws2": dict(WARP_SPECIALIZE=True, NUM_STAGES=2, NUM_STAGES_D64=3),
-    "ws3": dict(WARP_SPECIALIZE=True, NUM_STAGES=3, NUM_STAGES_D64=4),
+    "plain": dict(WARP_SPECIALIZE=False, PIPELINE=False, NUM_STAGES=3, NUM_STAGES_D64=4),
+    "pipe": dict(WARP_SPECIALIZE=False, PIPELINE=True, NUM_STAGES=3, NUM_STAGES_D64=4),
+    "pipe_s2": dict(WARP_SPECIALIZE=False, PIPELINE=True, NUM_STAGES=2, NUM_STAGES_D64=3),
+    "ws2": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=False, NUM_STAGES=2, NUM_STAGES_D64=3),
+    "ws3": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=False, NUM_STAGES=3, NUM_STAGES_D64=4),
+    "ws2d4": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=False, NUM_STAGES=2, NUM_STAGES_D64=4),
+    "fa3": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=True, PINGPONG=False, NUM_STAGES=2, NUM_STAGES_D64=4),
+    "fa3pp": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=True, PINGPONG=True, NUM_STAGES=2, NUM_STAGES_D64=4),
+    "fa3pp3": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=True, PINGPONG=True, NUM_STAGES=3, NUM_STAGES_D64=4),
     "fallback": dict(USE_GLUON=False),  # the plain Triton kernel = lineage v0003
 }
 
@@ -210,7 +214,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--child")
     ap.add_argument("--variant")
-    ap.add_argument("--variants", default="plain,pipe,pipe_s2,ws2,ws3")
+    ap.add_argument("--variants", default="ws2d4,fa3,fa3pp,fa3pp3")
     ap.add_argument("--suites", default="avo,d64")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--check-timeout", type=float, default=200)

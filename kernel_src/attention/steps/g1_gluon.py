@@ -60,6 +60,8 @@ PIPELINE = True  # issue QK^T(j+1) before softmax(j)
 WARP_SPECIALIZE = True  # producer warp + two independent consumer warpgroups (H100 run 1: 0.955x cuDNN)
 CONSUMER_REGS = 240  # setmaxnreg of the worker consumer warpgroup (WARP_SPECIALIZE)
 PRODUCER_REGS = 24  # setmaxnreg of the producer warp's warpgroup (WARP_SPECIALIZE)
+FA3_SCHEDULE = False  # WS consumers: QK(j) and PV(j-1) issued together, softmax(j) under PV(j-1)
+PINGPONG = False  # FA3_SCHEDULE: the two consumers take turns at the tensor cores (mbarriers)
 HEAVY_FIRST = True  # causal: longest query blocks first
 USE_GLUON = True  # False: always the plain Triton kernel
 
@@ -317,6 +319,72 @@ if HAVE_GLUON:
         _g_epilogue(acc, l_i, q_smem, o_desc, o_ptr, o_row, q_start, SEQLEN, EVEN_M, o_layout)
 
     @gluon.jit
+    def _ws_consumer_fa3(q_smem, k_bufs, v_bufs, q_bar, k_ready, v_ready, k_empty, v_empty, my_turn, other_turn,
+                         o_desc, o_ptr, qk_scale, SEQLEN, q_start, o_row, n_kv, n_full,
+                         CAUSAL: gl.constexpr, EVEN_M: gl.constexpr, NUM_STAGES: gl.constexpr,
+                         PINGPONG: gl.constexpr, TURN0: gl.constexpr):
+        """FA3's consumer schedule. Turn j: issue QK(j) and PV(j-1) back to back, hand the tensor
+        cores to the other consumer (PINGPONG), wait QK(j), softmax(j) while PV(j-1) runs, wait
+        PV(j-1), rescale O. P(j-1) stays in registers between its softmax and its PV.
+        Turns alternate through two mbarriers; TURN0 = 1 lets consumer 0 go first (a fresh
+        barrier passes a wait on parity 1)."""
+        NW: gl.constexpr = 4
+        BM: gl.constexpr = q_smem.shape[0]
+        HD: gl.constexpr = q_smem.shape[1]
+        BN: gl.constexpr = k_bufs.shape[1]
+        dtype: gl.constexpr = q_smem.dtype
+        s_layout: gl.constexpr = _mma_layout(NW, BN)
+        o_layout: gl.constexpr = _mma_layout(NW, HD)
+        p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+
+        m_i = gl.full([BM], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
+        l_i = gl.full([BM], 0.0, gl.float32, gl.SliceLayout(1, s_layout))
+        acc = gl.zeros([BM, HD], gl.float32, o_layout)
+        s_zero = gl.zeros([BM, BN], gl.float32, s_layout)
+
+        mbarrier.wait(q_bar, 0)
+        # turn 0: QK(0) only
+        if PINGPONG:
+            mbarrier.wait(my_turn, TURN0)
+        mbarrier.wait(k_ready.index(0), 0)
+        s_tok = warpgroup_mma(q_smem, k_bufs.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+        if PINGPONG:
+            mbarrier.arrive(other_turn)
+        qk = warpgroup_mma_wait(num_outstanding=0, deps=(s_tok, ))
+        mbarrier.arrive(k_empty.index(0))
+        p, alpha, m_i, l_i = _g_softmax(qk, m_i, l_i, 0, n_full, q_start, SEQLEN, qk_scale, CAUSAL, BM, BN, s_layout)
+        p_op = gl.convert_layout(p.to(dtype), p_layout)
+        for j in range(1, n_kv):
+            st = j % NUM_STAGES
+            pst = (j - 1) % NUM_STAGES
+            if PINGPONG:
+                mbarrier.wait(my_turn, (j + TURN0) & 1)
+            mbarrier.wait(k_ready.index(st), (j // NUM_STAGES) & 1)
+            s_tok = warpgroup_mma(q_smem, k_bufs.index(st).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            mbarrier.wait(v_ready.index(pst), ((j - 1) // NUM_STAGES) & 1)
+            o_tok = warpgroup_mma(p_op, v_bufs.index(pst), acc, is_async=True)
+            if PINGPONG:
+                mbarrier.arrive(other_turn)
+            qk = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok, ))  # QK(j) retired, PV(j-1) may run on
+            mbarrier.arrive(k_empty.index(st))
+            p, alpha, m_i, l_i = _g_softmax(qk, m_i, l_i, j, n_full, q_start, SEQLEN, qk_scale,
+                                            CAUSAL, BM, BN, s_layout)
+            acc, p_op = warpgroup_mma_wait(num_outstanding=0, deps=(o_tok, p_op))
+            mbarrier.arrive(v_empty.index(pst))
+            acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
+            p_op = gl.convert_layout(p.to(dtype), p_layout)
+        # last turn: PV(n_kv - 1) only
+        lst = (n_kv - 1) % NUM_STAGES
+        if PINGPONG:
+            mbarrier.wait(my_turn, (n_kv + TURN0) & 1)
+        mbarrier.wait(v_ready.index(lst), ((n_kv - 1) // NUM_STAGES) & 1)
+        o_tok = warpgroup_mma(p_op, v_bufs.index(lst), acc, is_async=True)
+        if PINGPONG:
+            mbarrier.arrive(other_turn)
+        acc, p_op = warpgroup_mma_wait(num_outstanding=0, deps=(o_tok, p_op))
+        _g_epilogue(acc, l_i, q_smem, o_desc, o_ptr, o_row, q_start, SEQLEN, EVEN_M, o_layout)
+
+    @gluon.jit
     def _ws_producer(q_desc, k_desc, v_desc, q_smem0, q_smem1, k_bufs, v_bufs, q_bars, k_ready, v_ready,
                      k_empty, v_empty, q_row, kv_row, n_kv, NUM_STAGES: gl.constexpr):
         HALF: gl.constexpr = q_desc.block_type.shape[0]
@@ -340,7 +408,8 @@ if HAVE_GLUON:
     @gluon.jit
     def _g_fwd_ws(q_desc, k_desc, v_desc, o_desc, o_ptr, qk_scale, SEQLEN, HEADS_Q, GROUP, NUM_M,
                   CAUSAL: gl.constexpr, EVEN_M: gl.constexpr, NUM_STAGES: gl.constexpr,
-                  HEAVY_FIRST: gl.constexpr, CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr):
+                  HEAVY_FIRST: gl.constexpr, CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr,
+                  FA3_SCHEDULE: gl.constexpr, PINGPONG: gl.constexpr):
         HALF: gl.constexpr = q_desc.block_type.shape[0]
         HD: gl.constexpr = q_desc.block_type.shape[1]
         BN: gl.constexpr = k_desc.block_type.shape[0]
@@ -366,15 +435,30 @@ if HAVE_GLUON:
             mbarrier.init(k_empty.index(i), count=2)  # one arrive per consumer warpgroup
             mbarrier.init(v_empty.index(i), count=2)
 
-        gl.warp_specialize([
-            (_ws_consumer, (q_smem0, k_bufs, v_bufs, q_bars.index(0), k_ready, v_ready, k_empty, v_empty, o_desc,
-                            o_ptr, qk_scale, SEQLEN, q_start, q_row, n_kv, n_full, CAUSAL, EVEN_M, NUM_STAGES)),
-            (_ws_consumer, (q_smem1, k_bufs, v_bufs, q_bars.index(1), k_ready, v_ready, k_empty, v_empty, o_desc,
-                            o_ptr, qk_scale, SEQLEN, q_start + HALF, q_row + HALF, n_kv, n_full, CAUSAL, EVEN_M,
-                            NUM_STAGES)),
-            (_ws_producer, (q_desc, k_desc, v_desc, q_smem0, q_smem1, k_bufs, v_bufs, q_bars, k_ready, v_ready,
-                            k_empty, v_empty, q_row, kv_row, n_kv, NUM_STAGES)),
-        ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
+        if FA3_SCHEDULE:
+            turns = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+            for i in gl.static_range(2):
+                mbarrier.init(turns.index(i), count=1)
+            gl.warp_specialize([
+                (_ws_consumer_fa3, (q_smem0, k_bufs, v_bufs, q_bars.index(0), k_ready, v_ready, k_empty, v_empty,
+                                    turns.index(0), turns.index(1), o_desc, o_ptr, qk_scale, SEQLEN, q_start, q_row,
+                                    n_kv, n_full, CAUSAL, EVEN_M, NUM_STAGES, PINGPONG, 1)),
+                (_ws_consumer_fa3, (q_smem1, k_bufs, v_bufs, q_bars.index(1), k_ready, v_ready, k_empty, v_empty,
+                                    turns.index(1), turns.index(0), o_desc, o_ptr, qk_scale, SEQLEN, q_start + HALF,
+                                    q_row + HALF, n_kv, n_full, CAUSAL, EVEN_M, NUM_STAGES, PINGPONG, 0)),
+                (_ws_producer, (q_desc, k_desc, v_desc, q_smem0, q_smem1, k_bufs, v_bufs, q_bars, k_ready, v_ready,
+                                k_empty, v_empty, q_row, kv_row, n_kv, NUM_STAGES)),
+            ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
+        else:
+            gl.warp_specialize([
+                (_ws_consumer, (q_smem0, k_bufs, v_bufs, q_bars.index(0), k_ready, v_ready, k_empty, v_empty, o_desc,
+                                o_ptr, qk_scale, SEQLEN, q_start, q_row, n_kv, n_full, CAUSAL, EVEN_M, NUM_STAGES)),
+                (_ws_consumer, (q_smem1, k_bufs, v_bufs, q_bars.index(1), k_ready, v_ready, k_empty, v_empty, o_desc,
+                                o_ptr, qk_scale, SEQLEN, q_start + HALF, q_row + HALF, n_kv, n_full, CAUSAL, EVEN_M,
+                                NUM_STAGES)),
+                (_ws_producer, (q_desc, k_desc, v_desc, q_smem0, q_smem1, k_bufs, v_bufs, q_bars, k_ready, v_ready,
+                                k_empty, v_empty, q_row, kv_row, n_kv, NUM_STAGES)),
+            ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
 
 
 
@@ -567,7 +651,7 @@ def _gluon_forward(q, k, v, causal, sm_scale, cfg):
     if ws:
         _g_fwd_ws[grid](q_desc, k_desc, v_desc, o_desc, out, qk_scale, seqlen, heads_q, heads_q // heads_kv, num_m,
                         causal, even_m, cfg["NUM_STAGES"], cfg["HEAVY_FIRST"], cfg["CONSUMER_REGS"],
-                        cfg["PRODUCER_REGS"], num_warps=4)
+                        cfg["PRODUCER_REGS"], cfg["FA3_SCHEDULE"], cfg["PINGPONG"], num_warps=4)
     else:
         _g_fwd[grid](q_desc, k_desc, v_desc, o_desc, out, qk_scale, seqlen, heads_q, heads_q // heads_kv, num_m,
                      causal, even_m, cfg["NUM_STAGES"], cfg["PIPELINE"], cfg["HEAVY_FIRST"],
@@ -586,6 +670,8 @@ def gluon_config(head_dim):
         "CONSUMER_REGS": CONSUMER_REGS,
         "PRODUCER_REGS": PRODUCER_REGS,
         "HEAVY_FIRST": HEAVY_FIRST,
+        "FA3_SCHEDULE": FA3_SCHEDULE,
+        "PINGPONG": PINGPONG,
     }
 
 
