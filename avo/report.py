@@ -306,7 +306,8 @@ def render_png(versions: list[Version], plotted: list[Version], title: str,
 # ---------------------------------------------------------------------- HTML
 _CSS = """*{box-sizing:border-box}body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:100%}
 table{border-collapse:collapse;font-size:12px;width:100%}td,th{border:1px solid #ccc;padding:3px 6px;
-text-align:right;vertical-align:top;overflow-wrap:anywhere}td.l,th.l{text-align:left}tr.best{background:#eef7ee}
+text-align:right;vertical-align:top;white-space:nowrap}th{white-space:nowrap}td.l,th.l{text-align:left}
+td.l{white-space:normal;overflow-wrap:anywhere;min-width:6em}td.l.nowrap{white-space:nowrap;font-size:11px}tr.best{background:#eef7ee}
 img{max-width:100%;height:auto}ul.tree{font-size:13px}.muted{color:#777}.scroll{overflow-x:auto;max-width:100%}
 .scroll table{width:auto}td.nowrap{white-space:nowrap}"""
 
@@ -337,10 +338,10 @@ def render_html(versions: list[Version], plotted: list[Version], attempts: list[
     for v in versions:
         r = v.result
         measured = "<br>".join(f"{e(c)}: {(x - 1) * 100:+.1f}%" for c, x in v.technique.measured.items())
-        cells = [(e(f"v{v.number}"), ""), (e("" if v.parent is None else f"v{v.parent}"), ""),
+        cells = [(e(f"v{v.number}"), "nowrap"), (e("" if v.parent is None else f"v{v.parent}"), "nowrap"),
                  (e(v.operator), "l"), (e(v.technique.name), "l"), (e(v.technique.expected), "l"),
-                 (measured, "l nowrap"), (e(units.tflops(v.geomean, r.interpreter)), ""),
-                 (e(_ratio(r.geomean_ratio_cudnn)), ""), (e(_ratio(r.geomean_ratio_fa2)), ""),
+                 (measured, "l nowrap"), (e(units.tflops(v.geomean, r.interpreter)), "nowrap"),
+                 (e(_ratio(r.geomean_ratio_cudnn)), "nowrap"), (e(_ratio(r.geomean_ratio_fa2)), "nowrap"),
                  (e(f"{r.env.get('gpu') or r.device}, suite {r.suite}"
                     + (" (interpreter)" if r.interpreter else "")
                     + f"; torch {r.env.get('torch', '?')}, triton {r.env.get('triton', '?')}"), "l"),
