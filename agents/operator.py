@@ -18,6 +18,7 @@ ModelCallFailed and only that candidate fails.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from avo.operators.base import VaryContext
 from avo.records import EvalResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PREFLIGHT_TIMEOUT_S = 20.0  # the model check's client timeout (one tiny request)
 DEFAULT_KNOWLEDGE = REPO_ROOT / "knowledge_base"
 
 
@@ -76,6 +78,7 @@ class AgentOperator:
             model = ModelSpec(model=model)
         self.spec = model if isinstance(model, ModelSpec) else None
         self.model = build_chat_model(model, env) if self.spec else model
+        self._env = env
         self.lineage = lineage
         self.knowledge = KnowledgeBase(knowledge) if isinstance(knowledge, (str, Path)) else knowledge
         self._harness = harness
@@ -123,7 +126,11 @@ class AgentOperator:
     def preflight(self) -> Usage:
         """One tiny request (reachable, key accepted); ModelUnavailable in one line if not.
         Its tokens count against the run's budget like any call."""
-        usage = preflight(self.spec, self.model, sleep=self.sleep) if self.spec else Usage()
+        if self.spec is None:
+            return Usage()
+        # a short client timeout: a black-holed address fails in ~a minute, not 3 x timeout_s
+        quick = dataclasses.replace(self.spec, timeout_s=min(self.spec.timeout_s, PREFLIGHT_TIMEOUT_S))
+        usage = preflight(quick, build_chat_model(quick, self._env), sleep=self.sleep)
         self.budget.charge(usage.input_tokens + usage.output_tokens, usage.cost_usd)
         return usage
 
