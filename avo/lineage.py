@@ -355,7 +355,18 @@ def attempt_record(candidate: Candidate, result: EvalResult, decision: CommitDec
         # for the evolution-tree page (avo.tree): evaluation time and the harness log's end
         "wall_s": round(result.wall_s, 3) if isinstance(result.wall_s, (int, float)) else None,
         "log_tail": (result.log_tail or "")[-ATTEMPT_LOG_CHARS:],
+        **model_cost(candidate.meta),
     }
+
+
+def model_cost(meta: dict) -> dict:
+    """{"tokens", "dollars"} the operator spent on a candidate (the agent operator puts
+    input_tokens, output_tokens and cost_usd in its meta); None where not recorded."""
+    meta = meta if isinstance(meta, dict) else {}
+    counts = [meta[k] for k in ("input_tokens", "output_tokens") if isinstance(meta.get(k), (int, float))]
+    cost = meta.get("cost_usd")
+    return {"tokens": sum(counts) if counts else None,
+            "dollars": cost if isinstance(cost, (int, float)) else None}
 
 
 def parse_version(text: str) -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from avo.atomic_files import atomic_write
 from avo.candidate import source_sha256
-from avo.lineage import Lineage, Version, comparable, unified_diff
+from avo.lineage import Lineage, Version, comparable, model_cost, unified_diff
 from avo.units import INTERPRETER_NOTE
 
 TREE = "tree.html"
@@ -111,7 +111,8 @@ def _version_node(v: Version, by_number: dict[int, Version], attempt: dict | Non
         "diff": unified_diff(parent.source, v.source, f"v{parent.number}/kernel.py", f"v{v.number}/kernel.py")
         if parent else None,
         "log_tail": r.log_tail or (attempt or {}).get("log_tail") or "", "wall_s": r.wall_s or None,
-        "tokens": (attempt or {}).get("tokens"), "dollars": (attempt or {}).get("dollars"),
+        **{k: (attempt or {}).get(k) if (attempt or {}).get(k) is not None else c
+           for k, c in model_cost(v.meta).items()},
     }
 
 

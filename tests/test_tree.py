@@ -120,3 +120,19 @@ def test_avo_report_writes_the_tree_beside_the_png(small, tmp_path):
     r = CliRunner().invoke(app, ["report", "--lineage", str(small.root), "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert (out / "tree.html").is_file() and "tree.html" in (out / "lineage.html").read_text()
+
+
+def test_cost_per_run_from_the_attempts(tmp_path):
+    seed = tmp_path / "seed.py"
+    seed.write_text("# seed\n")
+    lin = Lineage(tmp_path / "lineage")
+    lin.init_from_seed(seed, make_result((100.0, 80.0)))
+    for i, (tok_in, tok_out, usd) in enumerate(((1000, 200, 0.01), (3000, 800, 0.03))):
+        c = make_candidate(f"# agent {i}\n", operator="agent", name=f"idea {i}")
+        c.meta.update(input_tokens=tok_in, output_tokens=tok_out, cost_usd=usd)
+        lin.commit(c, make_result((90.0, 70.0)), 0.01)  # slower: not committed
+    assert lin.attempts()[-1]["tokens"] == 3800 and lin.attempts()[-1]["wall_s"] == 3.0
+    runs = tree_data(lin)["runs"]
+    agent = [r for r in runs if "agent" in r["operators"]][0]
+    assert agent["tokens"] == 5000 and agent["dollars"] == pytest.approx(0.04)
+    assert agent["gpu_min"] == pytest.approx(2 * 3.0 / 60) and agent["timed"] == 2
