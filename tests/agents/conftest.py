@@ -92,10 +92,13 @@ def seed_source() -> str:
 
 
 @pytest.fixture
-def fake_llm():
+def fake_llm(monkeypatch):
     """start(*turns, **kw) -> a running FakeOpenAI (tests/agents/fake_llm_server.py) on
     127.0.0.1; every server started is stopped when the test ends."""
     from tests.agents.fake_llm_server import FakeOpenAI
+
+    for name in ("NO_PROXY", "no_proxy"):  # a CI proxy must not see the loopback server
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
 
     servers = []
 

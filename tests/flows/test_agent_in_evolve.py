@@ -11,6 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import pytest
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
@@ -80,6 +81,12 @@ def test_agent_operator_inside_avo_evolve(fake_harness, run_args, monkeypatch, t
     state = model.state  # shared by every copy of the model
     assert state["next"] == 4 and state["preflights"] == 1  # the model was checked once, before the run
     assert any("Lineage" in text for text in state["prompts"][1])
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_for_loopback(monkeypatch):
+    for name in ("NO_PROXY", "no_proxy"):  # a CI proxy must not see the loopback server
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
 
 
 def _params(tmp_path, extra: str = "", tracking: bool = False) -> Path:
