@@ -237,7 +237,7 @@ def init(seed: Path = typer.Option(None, help="Seed kernel (default: params.yaml
          suite: str = typer.Option(None, help="Timed suite (default: params.yaml harness.suite)."),
          root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """Evaluate the seed kernel and make it v0 (nothing to do if v0 is this seed)."""
-    cfg, lineage = open_lineage(root, params, writable=True)
+    cfg, lineage = open_lineage(root, params)
     seed = seed or Path(cfg.lineage.seed)
     if not seed.is_file():
         fail(f"no such seed kernel: {seed}")
@@ -246,6 +246,9 @@ def init(seed: Path = typer.Option(None, help="Seed kernel (default: params.yaml
             print(f"{lineage.root} already starts from {seed} (v0)")
             return
         fail(f"{lineage.root} already has a v0 from a different seed")
+    problem = writable_problem(lineage.root)
+    if problem:  # before evaluating the seed
+        fail(f"cannot write the lineage {lineage.root}: {problem}")
     result = _evaluate(seed, cfg, device, suite)
     try:
         v0 = lineage.init_from_seed(seed, result)
