@@ -170,8 +170,10 @@ def make_tools(wb: Workbench | None) -> list[StructuredTool]:
         w = need()
         text = w.lineage.attempts_summary(limit) if w.lineage else "no attempts log"
         text = quote_untrusted(text, MAX_TOOL_CHARS // 2, what="attempts log (messages are kernel/harness output)")
-        if w.session_notes:
-            text += "\nThis session so far:\n" + "\n".join(f"- {n}" for n in w.session_notes)
+        if w.session_notes:  # verdict messages in them come from the kernel's own output
+            notes = "\n".join(f"- {n}" for n in w.session_notes)
+            text += "\nThis session so far:\n" + quote_untrusted(notes, MAX_TOOL_CHARS // 4,
+                                                                 what="session notes (messages are program output)")
         return clip(text)
 
     def show_kernel(start: int = 1, end: int | None = None) -> str:

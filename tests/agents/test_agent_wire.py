@@ -165,3 +165,17 @@ def test_streaming_client_reassembles_tool_calls_and_usage(fake_llm):
     assert answer.tool_calls[0]["name"] == "edit_kernel" and answer.tool_calls[0]["args"]["replace"] == NEW_LINE
     assert (usage.input_tokens, usage.output_tokens) == (700, 42)
     json.dumps(server.requests)  # every request body was plain JSON
+
+
+def test_server_listens_on_loopback_only_and_stops_by_itself():
+    import socket
+
+    from tests.agents.fake_llm_server import FakeOpenAI
+
+    server = FakeOpenAI(lifetime_s=0.5).start()
+    assert server.httpd.server_address[0] == "127.0.0.1" and server.url.startswith("http://127.0.0.1:")
+    socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+    assert server.stopping.wait(3)  # its own timer stopped it
+    time.sleep(0.1)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
