@@ -164,12 +164,16 @@ class ExternalOperator:
         self.transcripts_dir = Path(transcripts_dir) if transcripts_dir else (
             Path(root) / "transcripts" if root is not None else None)
         self.keep_workspace = keep_workspace
-        self.env = dict(os.environ if env is None else env)
+        # None: the environment at run time (not a copy: keys stay out of pickled operators)
+        self.env = dict(env) if env is not None else None
 
     @staticmethod
     def default_check_cmd(device: str, suite: str | None) -> str:
         py = shlex.quote(sys.executable)
         return f"{py} -m avo.cli bench --quick --device {shlex.quote(device)} kernel.py --json .check.json"
+
+    def _environ(self) -> Mapping[str, str]:
+        return os.environ if self.env is None else self.env
 
     # ------------------------------------------------------------ preflight
     def preflight(self) -> None:
@@ -183,7 +187,7 @@ class ExternalOperator:
         if not argv:
             raise AgentCommandUnavailable(f"agent command {self.agent_cmd!r} names no program")
         prog = argv[0]
-        found = shutil.which(prog, path=self.env.get("PATH")) if "/" not in prog else (
+        found = shutil.which(prog, path=self._environ().get("PATH")) if "/" not in prog else (
             prog if os.access(prog, os.X_OK) else None)
         if found is None:
             raise AgentCommandUnavailable(f"agent command: {prog!r} is not an executable on PATH; "
@@ -237,7 +241,7 @@ class ExternalOperator:
         killed = {"why": ""}
         proc = subprocess.Popen(["/bin/sh", "-c", self.agent_cmd], cwd=ws, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                env={**self.env, "AVO_WORKSPACE": str(ws), "AVO_KERNEL": str(ws / "kernel.py")})
+                                env={**self._environ(), "AVO_WORKSPACE": str(ws), "AVO_KERNEL": str(ws / "kernel.py")})
 
         def on_line(line: str) -> None:
             for m in _COST.finditer(line):
@@ -344,7 +348,7 @@ def operator_from_settings(settings, lineage=None, env: Mapping[str, str] | None
         knowledge = REPO_ROOT / agent.knowledge_root
     return ExternalOperator(cmd, lineage=lineage, knowledge_root=knowledge, wall_s=agent.agent_wall_s,
                             max_cost_usd=agent.agent_max_cost_usd, check_cmd=agent.check_cmd,
-                            device=settings.device, suite=settings.suite, env=env)
+                            device=settings.device, suite=settings.suite)
 
 
 # ----------------------------------------------------------------- ./check
