@@ -137,7 +137,7 @@ def _attempt_node(i: int, a: dict, by_number: dict[int, Version], by_sha: dict[s
         "suite": a.get("suite", ""), "device": a.get("gpu") or a.get("device", ""),
         "reason": a.get("reason", ""), "message": a.get("message", ""), "sha256": a.get("source_sha256", ""),
         "configs": _configs(a.get("tflops") or {}, parent_timings if delta is not None else None,
-                            technique.get("measured")),
+                            technique.get("measured")) if a.get("status") == "ok" else [],  # failed: no figures
         "source": source, "source_note": note,
         "diff": unified_diff(parent.source, source, f"v{parent.number}/kernel.py", f"attempt a{i}")
         if source is not None and parent else None,
@@ -369,8 +369,7 @@ D.nodes.forEach(function(n){
     g.insertBefore(el("rect", {x: x0, y: y0, width: x1 - x0, height: y1 - y0, rx: 3, fill: "#fff",
                                "fill-opacity": 0.9, stroke: "#dfe6e9"}), t);
   }
-  var tt = el("title", {}, g);
-  tt.textContent = hoverText(n);
+  g.setAttribute("aria-label", hoverText(n).replace(/\n/g, "; "));  // the tooltip below is drawn by hand
   g.addEventListener("mousemove", function(ev){ tip.style.display = "block"; tip.innerHTML = esc(hoverText(n)).replace(/\n/g, "<br>");
     tip.style.left = Math.min(ev.clientX + 14, window.innerWidth - 430) + "px"; tip.style.top = (ev.clientY + 12) + "px"; });
   g.addEventListener("mouseleave", function(){ tip.style.display = "none"; });
@@ -482,7 +481,7 @@ function esc(s){ return String(s == null ? "" : s).replace(/[&<>]/g, function(x)
 document.getElementById("summary").innerHTML = esc(D.lineage) + " · " + esc(D.where) + "<br>"
   + c.nodes + " candidates: " + c.committed + " committed versions, " + (c.nodes - c.committed) + " not committed ("
   + c.failed + " failed) · " + c.attempts + " lines in attempts.jsonl · source shown for " + c.source_kept + " of " + c.nodes
-  + (D.best ? " · best " + esc(D.best.id) + " at " + D.best.geomean.toFixed(1) + " TFLOPS" + (D.best.ratio_cudnn ? ", " + D.best.ratio_cudnn.toFixed(3) + "× cuDNN" : "") : "")
+  + (D.best ? " · best " + esc(D.best.id) + " at " + (D.best.geomean >= 100 ? D.best.geomean.toFixed(1) : D.best.geomean.toPrecision(4)) + " TFLOPS" + (D.best.ratio_cudnn ? ", " + D.best.ratio_cudnn.toFixed(3) + "× cuDNN" : "") : "")
   + " · generated " + esc(D.generated);
 var L = [["committed", "#2e7d32"], ["ok, not committed", "#90a4ae"], ["incorrect", "#e53935"], ["compile_error", "#fb8c00"],
          ["timeout", "#8e24aa"], ["crashed", "#6d4c41"], ["rejected", "#212121"]];
