@@ -25,7 +25,7 @@ def chromium() -> str:
 
 
 def _flags(width: int, height: int, profile: Path) -> list[str]:
-    flags = ["--headless", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+    flags = ["--headless", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--disable-dev-shm-usage",
              f"--window-size={width},{height}", f"--user-data-dir={profile}",
              "--virtual-time-budget=5000"]
     if os.geteuid() == 0:
