@@ -83,13 +83,6 @@ Edit kernel.py in place so that it stays correct and gets faster on the suite.
 """
 
 
-def _clip_stream(text: str) -> str:
-    if len(text) <= TRANSCRIPT_HEAD + TRANSCRIPT_TAIL:
-        return text
-    cut = len(text) - TRANSCRIPT_HEAD - TRANSCRIPT_TAIL
-    return text[:TRANSCRIPT_HEAD] + f"\n[… {cut} characters cut …]\n" + text[-TRANSCRIPT_TAIL:]
-
-
 class _Stream:
     """Reads one pipe on a thread, keeping head + tail, and reports cost figures."""
 
