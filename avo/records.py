@@ -38,7 +38,9 @@ class ConfigTiming:
     tflops: float
     cudnn_tflops: float | None = None
     fa2_tflops: float | None = None
-    wall_ms: float | None = None  # host-clock cross-check of the event timing
+    wall_ms: float | None = None  # (older records) host-clock cross-check of the event timing
+    calls: int = 0  # timed calls behind `ms`, each on fresh inputs and each verified
+    spread: float | None = None  # (slowest - fastest) / median of the timed batches
 
     @property
     def ratio_cudnn(self) -> float | None:
@@ -64,6 +66,9 @@ class EvalResult:
     log_tail: str = ""
     wall_s: float = 0.0
     source_sha256: str = ""
+    sandbox: str = ""  # the runner's OS sandbox: namespaces | user-namespaces | none
+    heldout: list[ConfigTiming] = field(default_factory=list)  # timed shapes the search never sees
+    flags: list[str] = field(default_factory=list)  # warnings that bar a commit (e.g. "overfit: ...")
 
     # -------------------------------------------------------------- derived
     @property
@@ -102,9 +107,10 @@ class EvalResult:
         d["geomean_tflops"] = self.geomean_tflops
         d["geomean_ratio_cudnn"] = self.geomean_ratio_cudnn
         d["geomean_ratio_fa2"] = self.geomean_ratio_fa2
-        for t, td in zip(self.timings, d["timings"]):
-            td["ratio_cudnn"] = t.ratio_cudnn
-            td["ratio_fa2"] = t.ratio_fa2
+        for rows, drows in ((self.timings, d["timings"]), (self.heldout, d["heldout"])):
+            for t, td in zip(rows, drows):
+                td["ratio_cudnn"] = t.ratio_cudnn
+                td["ratio_fa2"] = t.ratio_fa2
         return d
 
     def to_json(self) -> str:
@@ -116,17 +122,19 @@ class EvalResult:
         for derived in ("geomean_tflops", "geomean_ratio_cudnn", "geomean_ratio_fa2"):
             d.pop(derived, None)
         checks = [CaseCheck(**c) for c in d.pop("checks", [])]
-        timings = []
-        for t in d.pop("timings", []):
-            t = {k: v for k, v in t.items() if k not in ("ratio_cudnn", "ratio_fa2")}
-            timings.append(ConfigTiming(**t))
+        timings = [_timing(t) for t in d.pop("timings", [])]
+        heldout = [_timing(t) for t in d.pop("heldout", [])]
         if d.get("status") not in STATUSES:
             raise ValueError(f"unknown status {d.get('status')!r}")
-        return cls(checks=checks, timings=timings, **d)
+        return cls(checks=checks, timings=timings, heldout=heldout, **d)
 
     @classmethod
     def from_json(cls, text: str) -> "EvalResult":
         return cls.from_dict(json.loads(text))
+
+
+def _timing(t: dict) -> ConfigTiming:
+    return ConfigTiming(**{k: v for k, v in t.items() if k not in ("ratio_cudnn", "ratio_fa2")})
 
 
 def geomean(values) -> float:

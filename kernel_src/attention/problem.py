@@ -192,3 +192,44 @@ def reference(q, k, v, causal: bool, sm_scale: float | None = None, precision=No
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev_tf32
     return out
+
+
+def reference_rows(q, k, v, causal: bool, sm_scale: float | None, rows):
+    """The reference for a few output rows only: rows is a LongTensor [R, 3] of
+    (batch, query head, query position). Returns [R, D] in float32 (GPU) or
+    float64 (CPU). Costs R·S·D, so every timed call can be verified."""
+    import torch
+
+    precision = torch.float64 if q.device.type == "cpu" else torch.float32
+    d, s = q.shape[-1], k.shape[2]
+    scale = sm_scale if sm_scale is not None else 1.0 / math.sqrt(d)
+    group = q.shape[1] // k.shape[1]
+    b, h, i = rows[:, 0], rows[:, 1], rows[:, 2]
+    qr = q[b, h, i].to(precision)  # [R, D]
+    out = torch.empty(qr.shape, dtype=precision, device=q.device)
+    prev_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for r in range(rows.shape[0]):  # R is small (tens); one row against all S keys
+            kr = k[b[r], h[r] // group].to(precision)  # [S, D]
+            vr = v[b[r], h[r] // group].to(precision)
+            scores = (kr @ qr[r]) * scale  # [S]
+            if causal:
+                scores[int(i[r]) + 1:] = float("-inf")
+            out[r] = torch.softmax(scores, dim=0) @ vr
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev_tf32
+    return out
+
+
+def held_out_shapes(device: str, rng, n: int) -> list[Shape]:
+    """Timed shapes the search never sees, drawn per evaluation: other sequence
+    lengths, batch sizes and GQA groups. A candidate much faster on the suite than
+    here is special-casing the suite."""
+    if device == "cpu":
+        pool = [(1, h, kv, s, 64, c, dt) for s in (96, 112, 160) for h, kv in ((2, 2), (4, 2), (4, 1))
+                for c in (False, True) for dt in ("float16", "bfloat16")]
+    else:
+        pool = [(TOKENS // 2 // s, h, kv, s, 128, c, "bfloat16") for s in (2048, 3072, 6144, 12288)
+                for h, kv in ((16, 16), (32, 16), (32, 8), (32, 2), (24, 8)) for c in (False, True)]
+    return [Shape(*c) for c in rng.sample(pool, n)]

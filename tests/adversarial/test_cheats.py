@@ -30,7 +30,8 @@ def test_seed_passes_full_evaluation():
     r = judge(SEED.read_text(), quick=False)
     assert_verdict(r, "ok", r"^$")
     assert r.checks and all(c.passed for c in r.checks)
-    assert {c.phase for c in r.checks} >= {"check", "check/refill", "suite", "recheck", "recheck/refill"}
+    # every phase left a record; timed calls are verified too, and timed shapes again after timing
+    assert {c.phase for c in r.checks} >= {"compile", "check", "timed/warm-up", "timed", "recheck", "recheck/timed"}
     assert r.timings and all(t.tflops > 0 for t in r.timings)
 
 
@@ -52,14 +53,17 @@ RUNTIME = [
     ("nan_out", "incorrect", r"1 NaN/Inf elements"),
     ("inf_out", "incorrect", r"1 NaN/Inf elements"),
     ("mutate_input", "rejected", r"modified its input `v`"),
-    ("alias_input", "rejected", r"aliases an input buffer"),
-    ("cache_by_address", "incorrect", r"refill"),
-    ("cache_by_shape", "incorrect", r"refill"),
+    # the judge redraws every input from its seed: writing into q shows as a modified input
+    ("alias_input", "rejected", r"aliases an input buffer|modified its input `q`"),
+    # every check shape is called twice on the same arena addresses with new values
+    ("cache_by_address", "incorrect", r"refill|out of tolerance|output is .* expected"),
+    ("cache_by_shape", "incorrect", r"refill|out of tolerance|output is .* expected"),
     ("replay_first", "incorrect", r"output is .* expected"),
     ("recursion", "crashed", r"RecursionError"),
     ("raise_later", "crashed", r"RuntimeError: candidate blew up"),
     ("system_exit", "crashed", r"SystemExit"),
-    ("torch_broadcast", "rejected", r"host-side torch compute"),
+    # the broadcast product needs a reduction (amax/sum): not on the aten allowlist
+    ("torch_broadcast", "rejected", r"host-side torch compute|library compute.*aten::(amax|sum|max)"),
 ]
 
 
@@ -70,20 +74,20 @@ def test_runtime_cheat_rejected(name, status, pattern):
 
 
 def test_good_until_timed_caught_by_recheck():
-    """Correct for the check and suite stages, garbage once timing starts: only
-    the recheck after timing can see it (full mode)."""
+    """Correct for the check stage, garbage once timing starts: every timed call
+    is verified now, so the timed batch itself catches it (full mode)."""
     r = judge("good_until_timed", quick=False)
-    assert_verdict(r, "incorrect", r"\(recheck")
-    assert any(c.phase == "suite" and c.passed for c in r.checks)
+    assert_verdict(r, "incorrect", r"\((timed|recheck)")
+    assert any(c.phase == "check" and c.passed for c in r.checks)
 
 
 # --------------------------------------- cheats visible in the source: both layers
 BOTH = [
     # name, static message pattern, run-time status, run-time message pattern
     ("library_sdpa", r"scaled_dot_product_attention|functional|torch\.nn", "rejected",
-     r"library compute .*aten::.*(attention|sdp|flash)"),
-    ("torch_matmul_softmax", r"matmul", "rejected", r"library compute .*aten::(mm|bmm|matmul|_softmax|softmax)"),
-    ("torch_cdist", r"cdist", "rejected", r"library compute .*aten::.*(cdist|euclidean)"),
+     r"library compute.*aten::.*(attention|sdp|flash)"),
+    ("torch_matmul_softmax", r"matmul", "rejected", r"library compute.*aten::(mm|bmm|matmul|_softmax|softmax)"),
+    ("torch_cdist", r"cdist", "rejected", r"library compute.*aten::.*(cdist|euclidean)"),
 ]
 
 

@@ -1,0 +1,133 @@
+"""The judge's buffers, shared with the candidate's runner: one flat byte arena.
+
+The judge allocates the arena, writes every input into it and reads every output
+from it; the runner only maps it. On the CPU the arena is a memfd mapped by both
+processes (its descriptor travels over the socket); on a GPU it is one device
+allocation exported through CUDA IPC (driver API, through ctypes: trusted code in
+both processes, called before the candidate is imported). Tensors are views at
+offsets the judge chooses, so the judge compares plain tensors it owns.
+"""
+from __future__ import annotations
+
+import base64
+import ctypes
+import mmap
+import os
+
+ALIGN = 512  # bytes: every view starts on a boundary wide enough for any vector load
+
+
+def align(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+class Arena:
+    """A flat uint8 tensor plus how to describe it to the other process."""
+
+    def __init__(self, flat, descriptor: dict, fds: list[int], keepalive=None):
+        self.flat = flat
+        self.descriptor = descriptor  # JSON-safe: what the runner needs to map it
+        self.fds = fds  # descriptors to send with it (CPU)
+        self._keepalive = keepalive
+
+    @property
+    def nbytes(self) -> int:
+        return self.flat.numel()
+
+    def view(self, offset: int, shape, dtype):
+        import torch
+
+        n = 1
+        for s in shape:
+            n *= s
+        nbytes = n * torch.empty((), dtype=dtype).element_size()
+        if offset < 0 or offset + nbytes > self.nbytes:
+            raise ValueError(f"view [{offset}, {offset + nbytes}) outside the arena of {self.nbytes} bytes")
+        return self.flat[offset:offset + nbytes].view(dtype).view(*shape)
+
+
+# ------------------------------------------------------------------------ CPU
+def create_cpu(nbytes: int) -> Arena:
+    import torch
+
+    fd = os.memfd_create("avo-arena", 0)
+    os.ftruncate(fd, nbytes)
+    mm = mmap.mmap(fd, nbytes)
+    flat = torch.frombuffer(mm, dtype=torch.uint8)
+    return Arena(flat, {"kind": "cpu", "nbytes": nbytes}, [fd], keepalive=mm)
+
+
+def open_cpu(descriptor: dict, fd: int) -> Arena:
+    import torch
+
+    mm = mmap.mmap(fd, int(descriptor["nbytes"]))
+    os.close(fd)
+    return Arena(torch.frombuffer(mm, dtype=torch.uint8), descriptor, [], keepalive=mm)
+
+
+# ------------------------------------------------------------------------ GPU
+class _IpcHandle(ctypes.Structure):
+    _fields_ = [("reserved", ctypes.c_char * 64)]
+
+
+def _libcuda():
+    lib = ctypes.CDLL("libcuda.so.1")
+
+    def fn(*names):
+        for name in names:
+            if hasattr(lib, name):
+                return getattr(lib, name)
+        raise OSError(f"libcuda has none of {names}")
+
+    return fn
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        raise OSError(f"{what} failed with CUresult {rc}")
+
+
+def create_cuda(nbytes: int) -> Arena:
+    import torch
+
+    flat = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    torch.cuda.synchronize()
+    fn = _libcuda()
+    base, size = ctypes.c_uint64(), ctypes.c_size_t()
+    _check(fn("cuMemGetAddressRange_v2", "cuMemGetAddressRange")(
+        ctypes.byref(base), ctypes.byref(size), ctypes.c_uint64(flat.data_ptr())), "cuMemGetAddressRange")
+    handle = _IpcHandle()
+    _check(fn("cuIpcGetMemHandle")(ctypes.byref(handle), base), "cuIpcGetMemHandle")
+    descriptor = {"kind": "cuda", "nbytes": nbytes, "offset": flat.data_ptr() - base.value,
+                  "handle": base64.b64encode(bytes(handle.reserved.ljust(64, b"\0"))).decode()}
+    return Arena(flat, descriptor, [])
+
+
+class _DeviceMemory:
+    """What torch.as_tensor needs to wrap a raw device pointer without a copy."""
+
+    def __init__(self, ptr: int, nbytes: int):
+        self.__cuda_array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "data": (ptr, False),
+                                         "version": 3, "strides": None}
+
+
+def open_cuda(descriptor: dict) -> Arena:
+    import torch
+
+    torch.cuda.init()
+    torch.empty(1, device="cuda")  # the primary context is now current on this thread
+    fn = _libcuda()
+    raw = base64.b64decode(descriptor["handle"])
+    handle = _IpcHandle()
+    ctypes.memmove(ctypes.addressof(handle), raw, 64)
+    ptr = ctypes.c_uint64()
+    _check(fn("cuIpcOpenMemHandle_v2", "cuIpcOpenMemHandle")(ctypes.byref(ptr), handle, ctypes.c_uint(1)),
+           "cuIpcOpenMemHandle")
+    nbytes = int(descriptor["nbytes"])
+    memory = _DeviceMemory(ptr.value + int(descriptor["offset"]), nbytes)
+    flat = torch.as_tensor(memory, device="cuda")
+    return Arena(flat, descriptor, [], keepalive=memory)
+
+
+def create(device: str, nbytes: int) -> Arena:
+    return create_cuda(nbytes) if device == "cuda" else create_cpu(nbytes)

@@ -1,0 +1,290 @@
+"""The judge: one evaluation, in a trusted process that never imports candidate code.
+
+Started by runner.py as `python -m avo.harness.judge` (job JSON on stdin, one
+EvalResult JSON written to the descriptor the job names). It owns the seeds,
+the inputs, the reference, the tolerances, the comparison, the clock and the
+record; the candidate runs in another process, in the OS sandbox
+(candidate_host.py), and only ever sees the buffers of the call it is making.
+
+Stages, each of which can end the evaluation with a status:
+  baselines  (GPU) cuDNN and FlashAttention-2 timed first, by this clock, in a
+             runner of their own — before the candidate's process exists, so it
+             cannot slow them down
+  load       the candidate's runner starts and imports the file
+  compile    one small call per (dtype, head dim, causal) variant, under a
+             compile watchdog
+  check      every check shape, several seeds, every element compared
+  timing     every suite configuration plus held-out shapes drawn for this run:
+             a warm-up batch and REPEATS timed batches of fresh calls each, timed
+             by this process's clock from late-binding to snapshot; every call
+             verified on sampled rows
+  recheck    the check shapes on new seeds, and one full comparison of every
+             timed shape
+  finish     the library-compute evidence (kernels and aten ops the profiler
+             saw on every thread) and the sandbox's audit record
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import torch
+
+from avo.harness import allowlist, arena as arena_mod, calls, timing
+from avo.harness.calls import Verdict
+from avo.harness.host import Host, RunnerFailed, clock
+from avo.harness.peak import peak_tflops
+from avo.problem import load_problem
+from avo.records import CaseCheck, ConfigTiming, EvalResult
+
+REPEATS = 3  # timed batches per configuration (after one warm-up batch)
+BATCH_TARGET_S = {"cuda": 0.025, "cpu": 0.0}  # GPU: a batch long enough that per-batch costs are < 1%
+MAX_CALLS = {"cuda": 16, "cpu": 2}
+ARENA_BYTES = {"cuda": 12 * 2**30, "cpu": 512 * 2**20}
+COMPILE_TIMEOUT_S = {"cuda": 120.0, "cpu": 120.0}  # a shape's first batch: compiling and autotuning
+WATCHDOG_FACTOR, WATCHDOG_FLOOR_S = 50.0, {"cuda": 10.0, "cpu": 60.0}
+HELD_OUT = {"cuda": 2, "cpu": 1}
+OVERFIT_RATIO = 1.2  # suite / held-out ratio-to-cuDNN above this flags the candidate as overfit
+BASELINES = ("cudnn", "fa2")
+
+
+class Judge:
+    def __init__(self, job: dict, workdir: Path):
+        self.job, self.workdir = job, workdir
+        self.device = job["device"]
+        self.problem = load_problem(job["problem_path"])
+        self.seeds = [int(s) for s in job["seeds"]]
+        self.rng = random.Random(self.seeds[0])
+        self.quick = bool(job.get("quick"))
+        self.result = EvalResult(status="ok", device=self.device, interpreter=self.device == "cpu",
+                                 suite=job["suite"], seeds=self.seeds)
+        self.result.env = timing.env_info(self.device)
+        self.log = open(workdir / "runner.log", "ab")
+        self.arena = None
+        self.io_elements = 0  # inputs + outputs of every call: the budget for host-side element-wise ops
+        self.last_call_s: dict[str, float] = {}  # per shape: sizes the watchdog of its next batch
+        self.kernel_names = allowlist.kernel_names(Path(job["candidate_path"]).read_text())
+
+    # ----------------------------------------------------------------- stages
+    def run(self) -> EvalResult:
+        t0 = clock()
+        host = None
+        try:
+            timed = [] if self.quick else self.suite_shapes() + self.held_out_shapes()
+            self.arena = arena_mod.create(self.device, self.arena_bytes(timed))
+            baselines = self.time_baselines(timed) if timed and self.device == "cuda" else {}
+            host = self.start(self.job["candidate_path"], "attention", "load")
+            self.result.sandbox = host.level
+            self.compile(host)
+            self.check(host, "check", self.seeds[1])
+            if timed:
+                self.time_all(host, timed, baselines)
+                self.check(host, "recheck", self.seeds[2])
+                for shape in self.suite_shapes():
+                    self.verified_batch(host, shape, 1, "recheck/timed", full=True, vary=False)
+            self.finish(host)
+        except Verdict as v:
+            self.result.status, self.result.message = v.status, v.message
+        except RunnerFailed as e:
+            self.result.status, self.result.message = e.status, e.message
+        finally:
+            if host is not None:
+                host.kill()
+        self.result.wall_s = clock() - t0
+        return self.result
+
+    def start(self, path, entry: str, what: str) -> Host:
+        host = Host(Path(path), self.device, self.workdir, self.log, entry=entry)
+        host.map_arena(self.arena)
+        reply = host.wait_ready(COMPILE_TIMEOUT_S[self.device])
+        self.check_violations(reply)
+        if "error" in reply:
+            raise Verdict("compile_error", f"{what}: {reply['error']}")
+        return host
+
+    def compile(self, host: Host) -> None:
+        variants = {(s.dtype, s.head_dim, s.causal) for s in self.check_shapes() + self.suite_shapes()}
+        t0 = clock()
+        for dtype, head_dim, causal in sorted(variants):
+            shape = self.problem.Shape(1, 2, 1, 64, head_dim, causal, dtype)
+            self.verified_batch(host, shape, 1, "compile", full=True, vary=False,
+                                timeout_s=COMPILE_TIMEOUT_S[self.device])
+        self.result.compile_stats = {"compile_s": round(clock() - t0, 3)}
+
+    def check(self, host: Host, phase: str, seed: int) -> None:
+        rng = random.Random(seed)
+        shapes = self.check_shapes()[:3] if self.quick else self.check_shapes()
+        for shape in shapes:
+            # two calls on the same arena addresses with new values: replays by address or shape are wrong
+            self.verified_batch(host, shape, 2, phase, full=True, vary=True, rng=rng)
+
+    def time_all(self, host: Host, timed: list, baselines: dict) -> None:
+        gpu = self.result.env.get("gpu", "")
+        peak = peak_tflops(gpu, interpreter=self.device == "cpu")
+        suite_names = {s.name for s in self.suite_shapes()}
+        for shape in timed:
+            est = baselines.get((shape.name, "cudnn"))
+            row = self.time_shape(host, shape, est.ms / 1e3 if est else None)
+            for name in BASELINES:
+                b = baselines.get((shape.name, name))
+                if b is not None:
+                    setattr(row, f"{name}_tflops", b.tflops)
+            if row.tflops > peak:
+                raise Verdict("rejected", f"{shape.name}: {row.tflops:.4g} TFLOP/s exceeds the physical peak "
+                                          f"{peak:.4g} of {gpu}")
+            (self.result.timings if shape.name in suite_names else self.result.heldout).append(row)
+            log(f"  {shape.name}: {row.ms:.3f} ms {row.tflops:.4g} TFLOP/s")
+        self.flag_overfit()
+
+    def time_shape(self, host: Host, shape, est_s: float | None) -> ConfigTiming:
+        """Median per-call time over REPEATS batches, by this process's clock."""
+        if est_s is None:  # no baseline here (CPU, or a baseline's own timing): one call tells
+            est_s = self.verified_batch(host, shape, 1, "timed/probe", full=False, vary=False)
+        n = max(2, min(self.max_calls(shape), math.ceil(BATCH_TARGET_S[self.device] / max(est_s, 1e-6))))
+        self.verified_batch(host, shape, n, "timed/warm-up", full=False, vary=False)
+        per_call = sorted(self.verified_batch(host, shape, n, "timed", full=False, vary=False) / n
+                          for _ in range(REPEATS))
+        ms = per_call[len(per_call) // 2] * 1e3
+        spread = (per_call[-1] - per_call[0]) / per_call[len(per_call) // 2]
+        return ConfigTiming(config=shape.name, ms=ms, tflops=shape.flops() / (ms * 1e-3) / 1e12, calls=n * REPEATS,
+                            spread=round(spread, 4))
+
+    def time_baselines(self, timed: list) -> dict:
+        """(config, backend) -> ConfigTiming, timed exactly as candidates are."""
+        out, errors = {}, {}
+        path = Path(__file__).with_name("baselines.py")
+        for name in BASELINES:
+            try:
+                host = self.start(path, name, f"baseline {name}")
+            except (Verdict, RunnerFailed) as e:
+                errors[name] = e.message
+                continue
+            try:
+                for shape in timed:
+                    try:
+                        out[(shape.name, name)] = self.time_shape(host, shape, None)
+                    except Verdict as e:
+                        errors[f"{name} {shape.name}"] = e.message
+            except RunnerFailed as e:
+                errors[name] = e.message
+            finally:
+                host.kill()
+        self.result.checks = [c for c in self.result.checks if c.phase != "baseline"]
+        if errors:
+            self.result.env["baseline_errors"] = errors
+        return out
+
+    def finish(self, host: Host) -> None:
+        report = host.finish()
+        self.check_violations(report)
+        self.result.env["activity_scope"] = str(report.get("scope", ""))
+        problem = allowlist.library_compute(report, self.kernel_names, self.device, self.io_elements)
+        if problem:
+            raise Verdict("rejected", problem)
+
+    # ---------------------------------------------------------- one batch
+    def verified_batch(self, host: Host, shape, n: int, phase: str, full: bool, vary: bool,
+                       rng: random.Random | None = None, timeout_s: float | None = None) -> float:
+        """Stage, run and verify n calls of `shape`; returns the batch's seconds by this clock."""
+        batch = calls.plan(shape, n, rng or self.rng, phase, full, vary)
+        calls.stage(batch, self.arena, self.problem, self.device)
+        host_messages = batch.messages()
+        if timeout_s is None:  # a shape's first batch may compile (or autotune): the compile bound
+            est = self.last_call_s.get(shape.name)
+            timeout_s = COMPILE_TIMEOUT_S[self.device] if est is None else \
+                max(WATCHDOG_FLOOR_S[self.device], WATCHDOG_FACTOR * n * est)
+        t0 = clock()
+        calls.late_bind(batch, self.arena, self.device)
+        host.start_batch(host_messages)
+        reply = host.receive(timeout_s, f"{shape.name} ({phase})")
+        calls.take_snapshot(batch, self.arena, self.device)
+        seconds = clock() - t0
+        self.check_violations(reply)
+        if "error" in reply:
+            kind = "compile_error" if phase == "compile" and reply.get("kind") == "crashed" else \
+                reply.get("kind") if reply.get("kind") in ("incorrect", "crashed") else "crashed"
+            raise Verdict(kind, f"{shape.name} ({phase}): {reply['error']}")
+        if reply.get("done") != n:
+            raise Verdict("crashed", f"{shape.name} ({phase}): the runner answered {str(reply)[:120]}")
+        calls.verify(batch, self.arena, self.problem, self.device, self.record)
+        self.io_elements += n * (2 * shape.batch * shape.heads_q + 2 * shape.batch * shape.heads_kv) \
+            * shape.seqlen * shape.head_dim
+        self.last_call_s[shape.name] = seconds / n
+        return seconds
+
+    # ---------------------------------------------------------------- helpers
+    def record(self, shape, seed, phase, max_abs, rel, ok, reason):
+        self.result.checks.append(CaseCheck(shape=shape.name, dtype=shape.dtype, seed=seed, phase=phase,
+                                            max_abs_err=max_abs, rel_err=rel, passed=ok, reason=reason))
+
+    def check_violations(self, reply: dict) -> None:
+        violations = reply.get("violations") or []
+        if violations:
+            raise Verdict("rejected", f"sandbox: {str(violations[0])[:200]}"
+                                      + (f" (+{len(violations) - 1} more)" if len(violations) > 1 else ""))
+
+    def flag_overfit(self) -> None:
+        from avo.records import geomean
+
+        suite = [t.ratio_cudnn for t in self.result.timings]
+        held = [t.ratio_cudnn for t in self.result.heldout]
+        if suite and held and all(suite) and all(held):
+            s, h = geomean(suite), geomean(held)
+            if s > OVERFIT_RATIO * h:
+                self.result.flags.append(f"overfit: {s:.3f}x cuDNN on the suite but {h:.3f}x on held-out shapes")
+
+    def check_shapes(self):
+        return self.problem.check_shapes(self.device)
+
+    def suite_shapes(self):
+        wanted = self.job.get("configs")
+        return [s for s in self.problem.SUITES[self.job["suite"]] if not wanted or s.name in wanted]
+
+    def held_out_shapes(self):
+        draw = getattr(self.problem, "held_out_shapes", None)
+        return draw(self.device, random.Random(self.seeds[3]), HELD_OUT[self.device]) if draw else []
+
+    def max_calls(self, shape) -> int:
+        return max(1, min(MAX_CALLS[self.device], self.arena.nbytes // calls.call_bytes(shape)))
+
+    def arena_bytes(self, timed: list) -> int:
+        shapes = timed + self.check_shapes() + [self.problem.Shape(1, 2, 1, 64, 128, False)]
+        need = max(calls.call_bytes(s) * (MAX_CALLS[self.device] if s in timed else 2) for s in shapes)
+        return arena_mod.align(min(need, ARENA_BYTES[self.device]))
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    job = json.loads(sys.stdin.read())
+    fd = int(job["result_fd"])
+    try:
+        with tempfile.TemporaryDirectory(prefix="avo-runner-") as work:
+            workdir = Path(work)
+            os.chmod(workdir, 0o777)  # the runner may run as an unprivileged uid
+            candidate = workdir / "candidate.py"
+            candidate.write_text(Path(job["candidate_path"]).read_text())
+            job = {**job, "candidate_path": str(candidate)}
+            result = Judge(job, workdir).run()
+    except BaseException as e:  # the judge's own failure: still report, as data
+        traceback.print_exc()
+        result = EvalResult(status="crashed", message=f"harness judge: {type(e).__name__}: {e}"[:300],
+                            device=job.get("device", "cpu"))
+    payload = json.dumps(result.to_dict()).encode()
+    while payload:
+        n = os.write(fd, payload)
+        payload = payload[n:]
+    os.close(fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
