@@ -47,8 +47,15 @@ def compile_variant(mod, head_dim=128, dtype=torch.bfloat16, causal=False, even_
     kd = mod.TensorDescriptor.from_tensor(t, [bn, head_dim], kl)
     names_vals = [("q_desc", qd), ("k_desc", kd), ("v_desc", kd), ("o_desc", qd), ("o_ptr", t),
                   ("qk_scale", 0.1), ("SEQLEN", 4096), ("HEADS_Q", 16), ("GROUP", 1), ("NUM_M", 32)]
+    if ws and cfg.get("PERSISTENT"):
+        names_vals += [("BH", 128), ("CHUNK", 4), ("num_tiles", 4096)]
     sig = {n: mangle_type(v) for n, v in names_vals}
-    if ws:
+    if ws and cfg.get("PERSISTENT"):
+        fn = mod._g_fwd_wsp
+        consts = dict(CAUSAL=causal, EVEN_M=even_m, NUM_STAGES=cfg["NUM_STAGES"], HEAVY_FIRST=cfg["HEAVY_FIRST"],
+                      CONSUMER_REGS=cfg["CONSUMER_REGS"], PRODUCER_REGS=cfg["PRODUCER_REGS"])
+        nw = 4
+    elif ws:
         fn = mod._g_fwd_ws
         consts = dict(CAUSAL=causal, EVEN_M=even_m, NUM_STAGES=cfg["NUM_STAGES"], HEAVY_FIRST=cfg["HEAVY_FIRST"],
                       CONSUMER_REGS=cfg["CONSUMER_REGS"], PRODUCER_REGS=cfg["PRODUCER_REGS"],
@@ -95,6 +102,7 @@ VARIANTS = {
     "ws": dict(WARP_SPECIALIZE=True, NUM_STAGES=2),
     "ws3": dict(WARP_SPECIALIZE=True, NUM_STAGES=3),
     "fa3": dict(WARP_SPECIALIZE=True, NUM_STAGES=2, FA3_SCHEDULE=True, PINGPONG=False),
+    "persist": dict(WARP_SPECIALIZE=True, NUM_STAGES=2, PERSISTENT=True),
     "fa3pp": dict(WARP_SPECIALIZE=True, NUM_STAGES=2, FA3_SCHEDULE=True, PINGPONG=True),
 }
 

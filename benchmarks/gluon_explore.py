@@ -33,8 +33,13 @@ VARIANTS = {
     "ws2": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=False, NUM_STAGES=2, NUM_STAGES_D64=3),
     "ws3": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=False, NUM_STAGES=3, NUM_STAGES_D64=4),
     "ws2d4": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=False, NUM_STAGES=2, NUM_STAGES_D64=4),
-    "fa3": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=True, PINGPONG=False, NUM_STAGES=2, NUM_STAGES_D64=4),
+    "fa3": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=True, PINGPONG=False, PERSISTENT=False, NUM_STAGES=2,
+                NUM_STAGES_D64=4),
     "fa3pp": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=True, PINGPONG=True, NUM_STAGES=2, NUM_STAGES_D64=4),
+    "persist": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=True, PINGPONG=False, PERSISTENT=True, NUM_STAGES=2,
+                    NUM_STAGES_D64=4),
+    "persist_d3": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=True, PINGPONG=False, PERSISTENT=True, NUM_STAGES=2,
+                       NUM_STAGES_D64=3),
     "fa3pp3": dict(WARP_SPECIALIZE=True, FA3_SCHEDULE=True, PINGPONG=True, NUM_STAGES=3, NUM_STAGES_D64=4),
     "fallback": dict(USE_GLUON=False),  # the plain Triton kernel = lineage v0003
 }
@@ -214,9 +219,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--child")
     ap.add_argument("--variant")
-    ap.add_argument("--variants", default="ws2d4,fa3,fa3pp,fa3pp3")
+    ap.add_argument("--variants", default="fa3,persist,persist_d3")
     ap.add_argument("--suites", default="avo,d64")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--fallback", type=int, default=0)
     ap.add_argument("--check-timeout", type=float, default=200)
     ap.add_argument("--bench-timeout", type=float, default=90)
     args = ap.parse_args()
@@ -241,12 +247,12 @@ def main():
               f"stats={c.get('stats')} err={str(c.get('error'))[:300]}", flush=True)
         save()
     passed = [v for v in variants if report["checks"][v].get("ok")]
-    for v in ["cudnn", "flash", "fallback"] + passed:
+    for v in ["cudnn", "flash"] + (["fallback"] if args.fallback else []) + passed:
         p, t0, to = spawn("bench", v, args, args.bench_timeout)
         report["bench"][v] = collect(p, t0, to, f"bench {v}")
         save()
     # ---- table
-    names = [v for v in ["cudnn", "flash", "fallback"] + passed if report["bench"].get(v, {}).get("configs")]
+    names = [v for v in ["cudnn", "flash"] + (["fallback"] if args.fallback else []) + passed if report["bench"].get(v, {}).get("configs")]
     rows = {}
     for v in names:
         for c in report["bench"][v]["configs"]:

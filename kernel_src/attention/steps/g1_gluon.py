@@ -63,6 +63,7 @@ PRODUCER_REGS = 24  # setmaxnreg of the producer warp's warpgroup (WARP_SPECIALI
 FA3_SCHEDULE = True  # WS consumers: QK(j) and PV(j-1) issued together, softmax(j) under PV(j-1) (H100 run 2: 1.035x cuDNN)
 PINGPONG = False  # FA3_SCHEDULE: the two consumers take turns at the tensor cores (mbarriers; run 2: no gain)
 HEAVY_FIRST = True  # causal: longest query blocks first
+PERSISTENT = False  # WS + FA3 schedule: one program per SM looping over tiles (chunked heavy-first order)
 USE_GLUON = True  # False: always the plain Triton kernel
 
 # ---------------------------------------------------------------- fallback knobs (plain Triton)
@@ -462,6 +463,187 @@ if HAVE_GLUON:
 
 
 
+    # ------------------------------------------------------------------ persistent, warp specialized
+    @gluon.jit
+    def _wsp_tile(tile, SEQLEN, HEADS_Q, GROUP, NUM_M, BH, CHUNK, BM: gl.constexpr, BN: gl.constexpr,
+                  CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr):
+        """Tile order: query heads in chunks of CHUNK (so the K/V that concurrent programs
+        read stays in L2); inside a chunk, query blocks in order of decreasing work (causal)."""
+        per_chunk = CHUNK * NUM_M
+        c0 = (tile // per_chunk) * CHUNK
+        u = tile % per_chunk
+        clen = gl.minimum(CHUNK, BH - c0)
+        m_idx = u // clen
+        bh = c0 + u % clen
+        pid_m = m_idx
+        if CAUSAL and HEAVY_FIRST:
+            pid_m = NUM_M - 1 - m_idx
+        off_b = bh // HEADS_Q
+        off_h = bh % HEADS_Q
+        kv_bh = off_b * (HEADS_Q // GROUP) + off_h // GROUP
+        q_start = pid_m * BM
+        q_row = bh * SEQLEN + q_start
+        kv_row = kv_bh * SEQLEN
+        if CAUSAL:
+            hi = gl.minimum(q_start + BM, SEQLEN)
+            n_full = q_start // BN
+        else:
+            hi = SEQLEN
+            n_full = SEQLEN // BN
+        n_kv = gl.cdiv(hi, BN)
+        return q_start, q_row, kv_row, n_kv, n_full
+
+    @gluon.jit
+    def _wsp_consumer(q_smem, o_smem, k_bufs, v_bufs, q_ready, q_empty, k_ready, v_ready, k_empty, v_empty,
+                      o_desc, o_ptr, qk_scale, SEQLEN, HEADS_Q, GROUP, NUM_M, BH, CHUNK, num_tiles,
+                      CAUSAL: gl.constexpr, EVEN_M: gl.constexpr, NUM_STAGES: gl.constexpr,
+                      HEAVY_FIRST: gl.constexpr, WG: gl.constexpr):
+        NW: gl.constexpr = 4
+        HALF: gl.constexpr = q_smem.shape[0]
+        HD: gl.constexpr = q_smem.shape[1]
+        BN: gl.constexpr = k_bufs.shape[1]
+        dtype: gl.constexpr = q_smem.dtype
+        s_layout: gl.constexpr = _mma_layout(NW, BN)
+        o_layout: gl.constexpr = _mma_layout(NW, HD)
+        p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+        s_zero = gl.zeros([HALF, BN], gl.float32, s_layout)
+        it = 0  # key blocks consumed so far (ring position)
+        tc = 0  # tiles done so far
+        for tile in range(gl.program_id(0), num_tiles, gl.num_programs(0)):
+            q_start, q_row, kv_row, n_kv, n_full = _wsp_tile(tile, SEQLEN, HEADS_Q, GROUP, NUM_M, BH, CHUNK,
+                                                             2 * HALF, BN, CAUSAL, HEAVY_FIRST)
+            q_start = q_start + WG * HALF
+            o_row = q_row + WG * HALF
+            m_i = gl.full([HALF], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
+            l_i = gl.full([HALF], 0.0, gl.float32, gl.SliceLayout(1, s_layout))
+            acc = gl.zeros([HALF, HD], gl.float32, o_layout)
+            mbarrier.wait(q_ready, tc & 1)
+            st = it % NUM_STAGES
+            mbarrier.wait(k_ready.index(st), (it // NUM_STAGES) & 1)
+            s_tok = warpgroup_mma(q_smem, k_bufs.index(st).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            qk = warpgroup_mma_wait(num_outstanding=0, deps=(s_tok, ))
+            mbarrier.arrive(k_empty.index(st))
+            p, alpha, m_i, l_i = _g_softmax(qk, m_i, l_i, 0, n_full, q_start, SEQLEN, qk_scale, CAUSAL, HALF, BN,
+                                            s_layout)
+            p_op = gl.convert_layout(p.to(dtype), p_layout)
+            for j in range(1, n_kv):
+                g = it + j
+                st = g % NUM_STAGES
+                pst = (g - 1) % NUM_STAGES
+                mbarrier.wait(k_ready.index(st), (g // NUM_STAGES) & 1)
+                s_tok = warpgroup_mma(q_smem, k_bufs.index(st).permute((1, 0)), s_zero, use_acc=False,
+                                      is_async=True)
+                mbarrier.wait(v_ready.index(pst), ((g - 1) // NUM_STAGES) & 1)
+                o_tok = warpgroup_mma(p_op, v_bufs.index(pst), acc, is_async=True)
+                qk = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok, ))
+                mbarrier.arrive(k_empty.index(st))
+                p, alpha, m_i, l_i = _g_softmax(qk, m_i, l_i, j, n_full, q_start, SEQLEN, qk_scale,
+                                                CAUSAL, HALF, BN, s_layout)
+                acc, p_op = warpgroup_mma_wait(num_outstanding=0, deps=(o_tok, p_op))
+                mbarrier.arrive(v_empty.index(pst))
+                acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
+                p_op = gl.convert_layout(p.to(dtype), p_layout)
+            mbarrier.arrive(q_empty)  # the last QK of this tile has retired: Q may be reloaded
+            g = it + n_kv - 1
+            lst = g % NUM_STAGES
+            mbarrier.wait(v_ready.index(lst), (g // NUM_STAGES) & 1)
+            o_tok = warpgroup_mma(p_op, v_bufs.index(lst), acc, is_async=True)
+            acc, p_op = warpgroup_mma_wait(num_outstanding=0, deps=(o_tok, p_op))
+            mbarrier.arrive(v_empty.index(lst))
+            it += n_kv
+            tc += 1
+            l_o = gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))
+            out = (acc / gl.expand_dims(l_o, 1)).to(dtype)
+            if EVEN_M:
+                tma.store_wait(pendings=0)  # the previous tile's output has left o_smem
+                gl.thread_barrier()
+                o_smem.store(out)
+                fence_async_shared()
+                gl.thread_barrier()
+                tma.async_copy_shared_to_global(o_desc, [o_row, 0], o_smem)
+            else:
+                rows = gl.arange(0, HALF, layout=gl.SliceLayout(1, o_layout))
+                cols = gl.arange(0, HD, layout=gl.SliceLayout(0, o_layout))
+                offs = gl.expand_dims((o_row + rows).to(gl.int64) * HD, 1) + gl.expand_dims(cols, 0)
+                mask = gl.expand_dims(q_start + rows < SEQLEN, 1) & gl.expand_dims(cols < HD, 0)
+                gl.store(o_ptr + offs, out, mask=mask)
+        tma.store_wait(pendings=0)
+
+    @gluon.jit
+    def _wsp_producer(q_desc, k_desc, v_desc, q_smem0, q_smem1, k_bufs, v_bufs, q_ready, q_empty, k_ready, v_ready,
+                      k_empty, v_empty, SEQLEN, HEADS_Q, GROUP, NUM_M, BH, CHUNK, num_tiles,
+                      CAUSAL: gl.constexpr, NUM_STAGES: gl.constexpr, HEAVY_FIRST: gl.constexpr):
+        HALF: gl.constexpr = q_desc.block_type.shape[0]
+        BN: gl.constexpr = k_desc.block_type.shape[0]
+        Q_BYTES: gl.constexpr = q_desc.block_type.nbytes
+        K_BYTES: gl.constexpr = k_desc.block_type.nbytes
+        V_BYTES: gl.constexpr = v_desc.block_type.nbytes
+        it = 0
+        tc = 0
+        for tile in range(gl.program_id(0), num_tiles, gl.num_programs(0)):
+            q_start, q_row, kv_row, n_kv, n_full = _wsp_tile(tile, SEQLEN, HEADS_Q, GROUP, NUM_M, BH, CHUNK,
+                                                             2 * HALF, BN, CAUSAL, HEAVY_FIRST)
+            qph = (tc & 1) ^ 1  # a fresh barrier passes a wait on parity 1
+            mbarrier.wait(q_empty.index(0), qph)
+            mbarrier.expect(q_ready.index(0), Q_BYTES)
+            tma.async_copy_global_to_shared(q_desc, [q_row, 0], q_ready.index(0), q_smem0)
+            mbarrier.wait(q_empty.index(1), qph)
+            mbarrier.expect(q_ready.index(1), Q_BYTES)
+            tma.async_copy_global_to_shared(q_desc, [q_row + HALF, 0], q_ready.index(1), q_smem1)
+            for j in range(n_kv):
+                g = it + j
+                s = g % NUM_STAGES
+                ph = ((g // NUM_STAGES) & 1) ^ 1
+                mbarrier.wait(k_empty.index(s), ph)
+                mbarrier.expect(k_ready.index(s), K_BYTES)
+                tma.async_copy_global_to_shared(k_desc, [kv_row + j * BN, 0], k_ready.index(s), k_bufs.index(s))
+                mbarrier.wait(v_empty.index(s), ph)
+                mbarrier.expect(v_ready.index(s), V_BYTES)
+                tma.async_copy_global_to_shared(v_desc, [kv_row + j * BN, 0], v_ready.index(s), v_bufs.index(s))
+            it += n_kv
+            tc += 1
+
+    @gluon.jit
+    def _g_fwd_wsp(q_desc, k_desc, v_desc, o_desc, o_ptr, qk_scale, SEQLEN, HEADS_Q, GROUP, NUM_M, BH, CHUNK,
+                   num_tiles, CAUSAL: gl.constexpr, EVEN_M: gl.constexpr, NUM_STAGES: gl.constexpr,
+                   HEAVY_FIRST: gl.constexpr, CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr):
+        HALF: gl.constexpr = q_desc.block_type.shape[0]
+        HD: gl.constexpr = q_desc.block_type.shape[1]
+        BN: gl.constexpr = k_desc.block_type.shape[0]
+        dtype: gl.constexpr = q_desc.dtype
+        q_smem0 = gl.allocate_shared_memory(dtype, [HALF, HD], q_desc.layout)
+        q_smem1 = gl.allocate_shared_memory(dtype, [HALF, HD], q_desc.layout)
+        o_smem0 = gl.allocate_shared_memory(dtype, [HALF, HD], o_desc.layout)
+        o_smem1 = gl.allocate_shared_memory(dtype, [HALF, HD], o_desc.layout)
+        k_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES, BN, HD], k_desc.layout)
+        v_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES, BN, HD], v_desc.layout)
+        q_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        q_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        k_ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+        v_ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+        k_empty = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+        v_empty = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+        for i in gl.static_range(2):
+            mbarrier.init(q_ready.index(i), count=1)
+            mbarrier.init(q_empty.index(i), count=1)
+        for i in gl.static_range(NUM_STAGES):
+            mbarrier.init(k_ready.index(i), count=1)
+            mbarrier.init(v_ready.index(i), count=1)
+            mbarrier.init(k_empty.index(i), count=2)  # one arrive per consumer warpgroup
+            mbarrier.init(v_empty.index(i), count=2)
+        gl.warp_specialize([
+            (_wsp_consumer, (q_smem0, o_smem0, k_bufs, v_bufs, q_ready.index(0), q_empty.index(0), k_ready, v_ready,
+                             k_empty, v_empty, o_desc, o_ptr, qk_scale, SEQLEN, HEADS_Q, GROUP, NUM_M, BH, CHUNK,
+                             num_tiles, CAUSAL, EVEN_M, NUM_STAGES, HEAVY_FIRST, 0)),
+            (_wsp_consumer, (q_smem1, o_smem1, k_bufs, v_bufs, q_ready.index(1), q_empty.index(1), k_ready, v_ready,
+                             k_empty, v_empty, o_desc, o_ptr, qk_scale, SEQLEN, HEADS_Q, GROUP, NUM_M, BH, CHUNK,
+                             num_tiles, CAUSAL, EVEN_M, NUM_STAGES, HEAVY_FIRST, 1)),
+            (_wsp_producer, (q_desc, k_desc, v_desc, q_smem0, q_smem1, k_bufs, v_bufs, q_ready, q_empty, k_ready,
+                             v_ready, k_empty, v_empty, SEQLEN, HEADS_Q, GROUP, NUM_M, BH, CHUNK, num_tiles, CAUSAL,
+                             NUM_STAGES, HEAVY_FIRST)),
+        ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
+
+
 # ---------------------------------------------------------------- plain Triton fallback (lineage v0003)
 @triton.jit
 def _fb_tiles(
@@ -648,7 +830,15 @@ def _gluon_forward(q, k, v, causal, sm_scale, cfg):
     grid = (num_m, batch * heads_q)
     even_m = seqlen % block_m == 0
     qk_scale = sm_scale * LOG2E
-    if ws:
+    if ws and cfg["PERSISTENT"]:
+        num_tiles = num_m * batch * heads_q
+        n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
+        chunk = max(1, n_sm // num_m)
+        _g_fwd_wsp[(min(num_tiles, n_sm), )](
+            q_desc, k_desc, v_desc, o_desc, out, qk_scale, seqlen, heads_q, heads_q // heads_kv, num_m,
+            batch * heads_q, chunk, num_tiles, causal, even_m, cfg["NUM_STAGES"], cfg["HEAVY_FIRST"],
+            cfg["CONSUMER_REGS"], cfg["PRODUCER_REGS"], num_warps=4)
+    elif ws:
         _g_fwd_ws[grid](q_desc, k_desc, v_desc, o_desc, out, qk_scale, seqlen, heads_q, heads_q // heads_kv, num_m,
                         causal, even_m, cfg["NUM_STAGES"], cfg["HEAVY_FIRST"], cfg["CONSUMER_REGS"],
                         cfg["PRODUCER_REGS"], cfg["FA3_SCHEDULE"], cfg["PINGPONG"], num_warps=4)
@@ -672,6 +862,7 @@ def gluon_config(head_dim):
         "HEAVY_FIRST": HEAVY_FIRST,
         "FA3_SCHEDULE": FA3_SCHEDULE,
         "PINGPONG": PINGPONG,
+        "PERSISTENT": PERSISTENT,
     }
 
 
