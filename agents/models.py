@@ -166,7 +166,8 @@ def build_chat_model(spec: ModelSpec, env: Mapping[str, str] | None = None):
         kwargs.update(max_retries=0, timeout=spec.timeout_s)  # our loop retries, not the client's
     if spec.base_url:
         # Local servers ignore the key but the client insists on one.
-        key = env.get("AVO_API_KEY") or env.get("OPENAI_API_KEY") or "not-needed"
+        names = ("AVO_API_KEY", *PROVIDER_KEYS.get(provider, ()), "OPENAI_API_KEY")
+        key = next((env[n] for n in names if env.get(n)), "not-needed")
         kwargs.update(base_url=spec.base_url, api_key=key)
     else:
         names = PROVIDER_KEYS.get(provider, ())

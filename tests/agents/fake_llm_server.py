@@ -5,7 +5,8 @@
 
 It listens on 127.0.0.1 only (an ephemeral port), answers POST
 /v1/chat/completions (JSON, or server-sent events when the request says
-`stream: true`) with the scripted turns in order, real `tool_calls` JSON and
+`stream: true`) and Anthropic's POST /v1/messages (JSON) with the scripted
+turns in order, real `tool_calls` JSON and
 `usage` counts, and serves faults on demand: an HTTP status (429 with
 Retry-After, 500), a dropped connection, a response slower than the client's
 timeout. It stops by itself after `lifetime_s` (and with the test process: its
@@ -137,12 +138,29 @@ class FakeOpenAI:
                           "total_tokens": prompt + completion}}
 
 
+    def message(self, body: dict, turn: Turn | None) -> dict:
+        """The same turn in Anthropic's messages protocol."""
+        turn = turn or Turn(content="(the fake server's script is exhausted)")
+        with self.lock:
+            self._ids += 1
+            n = self._ids
+        content = [{"type": "text", "text": turn.content}] if turn.content else []
+        for i, (name, args) in enumerate(turn.tool_calls):
+            content.append({"type": "tool_use", "id": f"toolu_{n}_{i}", "name": name,
+                            "input": json.loads(args) if isinstance(args, str) else args})
+        stop = {"length": "max_tokens"}.get(turn.finish_reason or "", "tool_use" if turn.tool_calls else "end_turn")
+        prompt, completion = turn.usage
+        return {"id": f"msg_{n}", "type": "message", "role": "assistant", "model": body.get("model", "fake"),
+                "content": content, "stop_reason": stop, "stop_sequence": None,
+                "usage": {"input_tokens": prompt, "output_tokens": completion}}
+
+
 def _is_preflight(body: dict) -> bool:
     msgs = body.get("messages") or []
     last = msgs[-1] if msgs else {}
     content = last.get("content")
     if isinstance(content, list):
-        content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
     return last.get("role") == "user" and content == PREFLIGHT_PROMPT and not body.get("tools")
 
 
@@ -164,6 +182,10 @@ def _handler(server: FakeOpenAI):
             self.wfile.write(data)
 
         def _error(self, status: int, message: str, kind: str, headers: dict | None = None) -> None:
+            if getattr(self, "protocol", "") == "anthropic":
+                kind = {401: "authentication_error", 429: "rate_limit_error", 529: "overloaded_error"}.get(
+                    status, "api_error")
+                return self._json(status, {"type": "error", "error": {"type": kind, "message": message}}, headers)
             self._json(status, {"error": {"message": message, "type": kind, "param": None, "code": kind}}, headers)
 
         def do_GET(self):  # noqa: N802
@@ -172,9 +194,16 @@ def _handler(server: FakeOpenAI):
         def do_POST(self):  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            if not self.path.rstrip("/").endswith("/chat/completions"):
+            anthropic = self.path.rstrip("/").endswith("/v1/messages")
+            if not (anthropic or self.path.rstrip("/").endswith("/chat/completions")):
                 return self._error(404, f"no route {self.path}", "not_found")
-            if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+            if anthropic:
+                self.protocol = "anthropic"  # newer SDKs send the key as a bearer token
+                key = self.headers.get("x-api-key") or (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            else:
+                self.protocol = "openai"
+                key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            if server.api_key is not None and key != server.api_key:
                 return self._error(401, "Incorrect API key provided.", "invalid_api_key")
             try:
                 body = json.loads(raw or b"{}")
@@ -183,7 +212,8 @@ def _handler(server: FakeOpenAI):
             if _is_preflight(body):
                 with server.lock:
                     server.preflights += 1
-                return self._json(200, server.completion(body, Turn(content="ok", usage=(12, 1))))
+                ok = Turn(content="ok", usage=(12, 1))
+                return self._json(200, server.message(body, ok) if anthropic else server.completion(body, ok))
             turn = server.next_turn(body)
             if turn is not None and turn.drop:
                 self.close_connection = True
@@ -199,6 +229,8 @@ def _handler(server: FakeOpenAI):
                 headers = {"Retry-After": f"{turn.retry_after:g}"} if turn.retry_after is not None else {}
                 kind = "rate_limit_exceeded" if turn.status == 429 else "server_error"
                 return self._error(turn.status, f"scripted fault {turn.status}", kind, headers)
+            if anthropic:
+                return self._json(200, server.message(body, turn))
             answer = server.completion(body, turn)
             try:
                 if body.get("stream"):

@@ -179,3 +179,33 @@ def test_server_listens_on_loopback_only_and_stops_by_itself():
     time.sleep(0.1)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def test_session_over_anthropics_messages_protocol(fake_llm, lineage):
+    """The same graph through langchain-anthropic's client: tool_use blocks, usage, a 429 with
+    Retry-After and a 529 (overloaded) retried, the model check."""
+    harness = FakeHarness()
+    server = fake_llm(
+        fault(429, retry_after=0.2),
+        reply(tool("show_kernel", {"start": 1, "end": 3}), usage=(900, 40)),
+        fault(529),
+        reply(tool("edit_kernel", {"search": BLOCK_LINE, "replace": NEW_LINE}), usage=(1100, 50)),
+        reply(text="block_n=128", usage=(1200, 10)),
+        reply(tool("record", {"decision": "submit", "technique": "block_n=128"}), usage=(1300, 20)),
+        api_key="sk-ant-test")
+    spec = ModelSpec(model="anthropic:claude-fake", base_url=server.url.removesuffix("/v1"), timeout_s=2.0,
+                     max_retries=3, backoff_s=0.01)
+    op = AgentOperator(spec, lineage=lineage, knowledge=REPO / "knowledge_base", env={"AVO_API_KEY": "sk-ant-test"},
+                       harness=HarnessCalls(evaluate=harness, check=harness, bench=harness,
+                                            compiler_stats=lambda src: "n/a"),
+                       limits=Limits(max_steps=6, max_repairs=1, max_iterations=1))
+    assert type(op.model).__name__ == "ChatAnthropic"
+    op.preflight()
+    cand = op.vary(context(lineage, harness))
+    assert NEW_LINE in cand.source and cand.technique.name == "block_n=128"
+    assert server.preflights == 1 and server.served == 6 and server.overrun == 0
+    assert cand.meta["model_retries"] == 2 and cand.meta["input_tokens"] == 900 + 1100 + 1200 + 1300
+    # tool answers went back as Anthropic tool_result blocks
+    blocks = [b for m in server.requests[-1]["messages"] if isinstance(m["content"], list) for b in m["content"]]
+    assert any(b.get("type") == "tool_result" for b in blocks)
+    assert {t["name"] for t in server.requests[1]["tools"]} >= {"edit_kernel", "profile_kernel"}
