@@ -1,33 +1,37 @@
 """g1: attention forward as a Gluon kernel for Hopper (sm_90a), with a plain Triton fallback.
 
-Gluon (`triton.experimental.gluon`, Triton 3.6) lets the kernel say what plain Triton
-decides for itself: which warps issue which wgmma, when a wgmma is waited for, where each
-tile lives in shared memory and when the TMA engine refills it. Two kernel shapes:
+Gluon (`triton.experimental.gluon`, Triton 3.6) lets the kernel say what plain Triton decides
+for itself: which warps issue which wgmma, when a wgmma is waited for, where each tile lives in
+shared memory and when the TMA engine refills it.
 
-- `_g_fwd` (WARP_SPECIALIZE = False): one program = 128 query rows = two warpgroups of 64
-  rows (8 warps). Q by TMA; K and V in a NUM_STAGES-deep shared-memory ring refilled by TMA
-  (separate K and V mbarriers, so QK^T can start before V lands). S = Q K^T and O += P V are
-  async `warpgroup_mma`; P goes from the S accumulator registers straight into the register
-  A operand of the PV wgmma (no shared-memory round trip). PIPELINE = True issues QK^T of
-  block j+1 before the softmax of block j (intra-warpgroup overlap of exp2 with the tensor
-  cores), at the cost of a second S tile in registers. One CTA barrier per key block
-  guards the ring slot that TMA refills.
-- `_g_fwd_ws` (WARP_SPECIALIZE = True): `gl.warp_specialize` with three partitions: two
-  consumer warpgroups of 64 query rows each (the default partition and a 4-warp worker,
-  independent of each other, with the pipelined schedule above) and a 1-warp producer
-  that loads Q and streams K/V into the ring; ready/empty mbarrier pairs per slot (the
-  empty ones count both consumers). Registers move to the consumers via setmaxnreg
-  (CONSUMER_REGS / PRODUCER_REGS).
+Default path on Hopper (`_g_fwd_ws`, WARP_SPECIALIZE = FA3_SCHEDULE = True): one program = 128
+query rows. `gl.warp_specialize` forks three partitions: two consumer warpgroups of 64 query rows
+each (the default partition and a 4-warp worker, running independently, setmaxnreg
+CONSUMER_REGS) and a 1-warp producer (PRODUCER_REGS) that loads both Q halves and streams K and V
+through a NUM_STAGES-deep shared-memory ring with ready/empty mbarrier pairs per slot (the empty
+barriers count one arrive per consumer). Each consumer runs FA3's schedule: for key block j it
+issues S(j) = Q K(j)^T and O += P(j-1) V(j-1) as async `warpgroup_mma` back to back, waits for
+S(j) only, does the online softmax of block j (base 2, scale folded into one FMA per score)
+while PV(j-1) is still on the tensor cores, then waits PV(j-1) and rescales O. P stays in
+registers as the A operand of the PV wgmma (no shared-memory round trip). Nothing is left in
+flight across the loop edge (that made ptxas serialize every wgmma, C7514). H100, AVO suite:
+1.034-1.035x cuDNN geomean in two runs (benchmarks/results/h100-gluon/).
 
-Both: causal blocks above the diagonal are never visited, the diagonal blocks (and the
-tail block when S is not a multiple of BLOCK_N) are masked with -inf; HEAVY_FIRST launches
-the longest causal query blocks first; GQA maps query head h to KV head h // group; Q/K/V
-descriptors span the whole [B*H*S, D] tensor, so a tile that runs past S reads the next
-head's rows (masked out as keys, discarded as queries) and the output tile is then stored
-row-masked instead of by TMA.
+Other knobs (measured, off by default): PINGPONG (the consumers take turns at the tensor cores
+through two mbarriers: no gain), PERSISTENT (`_g_fwd_wsp`: one program per SM over a chunked
+heavy-first tile order, O staged in its own smem so a tile's store overlaps the next tile:
+same geomean, much larger run-to-run spread), FA3_SCHEDULE = False (issue QK(j+1) before
+softmax(j): 0.96x), WARP_SPECIALIZE = False (`_g_fwd`: 8 warps, a CTA barrier per key block to
+refill the ring: 0.80-0.82x).
 
-Elsewhere (CPU interpreter, non-Hopper GPUs, Triton without Gluon) the plain Triton kernel
-of lineage v0003 runs (split causal loop, device-side TMA descriptors on GPUs).
+Everywhere: causal blocks above the diagonal are never visited; the diagonal blocks (and the tail
+block when S is not a multiple of BLOCK_N) are masked with -inf; HEAVY_FIRST starts the longest
+causal query blocks first; GQA maps query head h to KV head h // group; Q/K/V descriptors span the
+whole [B*H*S, D] tensor, so a tile that runs past S reads the next head's rows (masked out as
+keys, discarded as queries) and such an output tile is stored row-masked instead of by TMA.
+
+Elsewhere (CPU interpreter, non-Hopper GPUs, Triton without Gluon) the plain Triton kernel of
+lineage v0003 runs (split causal loop, device-side TMA descriptors on GPUs).
 """
 import math
 
@@ -63,7 +67,7 @@ PRODUCER_REGS = 24  # setmaxnreg of the producer warp's warpgroup (WARP_SPECIALI
 FA3_SCHEDULE = True  # WS consumers: QK(j) and PV(j-1) issued together, softmax(j) under PV(j-1) (H100 run 2: 1.035x cuDNN)
 PINGPONG = False  # FA3_SCHEDULE: the two consumers take turns at the tensor cores (mbarriers; run 2: no gain)
 HEAVY_FIRST = True  # causal: longest query blocks first
-PERSISTENT = False  # WS + FA3 schedule: one program per SM looping over tiles (chunked heavy-first order)
+PERSISTENT = False  # WS + FA3 schedule: one program per SM over tiles (run 3: same geomean, more spread)
 USE_GLUON = True  # False: always the plain Triton kernel
 
 # ---------------------------------------------------------------- fallback knobs (plain Triton)
