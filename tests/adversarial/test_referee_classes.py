@@ -2,12 +2,14 @@
 per class of the issue, and honest controls. Attack sources: tests/adversarial/attacks.py.
 
 Against the harness of 2026-11-26 before the judge split (commit 9c95a40, run from a
-`git archive` of it, CPU, 2 loaded cores: 24 of 30 tests fail, 3 min 50 s), accepted:
+`git archive` of it, CPU, 2 shared cores: 25 of 31 tests fail; the file took 2 min 13 s
+at load ~1-3 and 3 min 50 s at load ~5), accepted:
   class 1 (timed calls never verified): long_shapes_half_kv, long_shapes_previous_output,
           call_count_window  [rejected: first_call_per_shape_half_kv,
           first_call_per_address_half_kv, default_scale_half_kv: caught by the refill check]
-  class 2 (who is calling): ALL 7 — gen_frame_loosen_tolerances, coro_frame_blind_tamper_check,
-          frame_forge_result_record, gc_real_builtins_patch_compare, typing_eval_patch_compare,
+  class 2 (who is calling): ALL 8 — gen_frame_loosen_tolerances, coro_frame_blind_tamper_check,
+          frame_forge_result_record, gc_real_builtins_patch_compare, f_back_blind_the_watchers
+          (torch.matmul/softmax, then clears the dispatch watch's record), typing_eval_patch_compare,
           dataclass_repr_eval_loosen, triton_interpreter_docstring_eval (zeros came back ok)
   class 3 (comparison on the candidate's object): BOTH — liar_torch_function, liar_methods
   class 4 (work outside the window): BOTH — late_writer_low_level_thread,
@@ -23,15 +25,25 @@ Against the harness of 2026-11-26 before the judge split (commit 9c95a40, run fr
   honest controls: the GPU-pure bf16 kernel is REJECTED (incorrect, rel err ~4e9) — a
           false positive; the seed and the honest variants pass.
 
+Against the lead's uncommitted judge/candidate_host work in progress (~05:00 UTC, sandbox
+"namespaces"): 29 of 31 pass (2 min 47 s); accepted: f_back_blind_the_watchers (quick mode:
+sys._getframe(0) is the candidate's own frame, so the audit hook lets it through, and
+f_back leads to the runner's AuditGuard and ActivityWatch, whose reports the judge
+trusts; in full mode only the new interpreter peak caught it, as torch is fast) and
+numpy_products (the only torch ops are copies; numpy's work is invisible to the profiler).
+
 Rules of these tests:
 - An attack must not come back `ok`; where the class has an effect outside the status
   (loosened tolerances, forged records, files, secrets, later evaluations), the test checks
   that the effect did not happen.
 - Attacks run with static_checks=False: issue 12 makes the static checks a fast first
   filter, not the boundary, so the run-time referee must stand on its own. (Every attack
-  here also passes the static checks of 2026-11-26; those that need os, threading, gc or
-  getattr reach the real builtins through a generator frame,
-  `(x for x in ()).gi_frame.f_builtins`.)
+  here also passes the static checks of 2026-11-26, and those of the work in progress
+  above; those that need os, sys, threading, gc or getattr reach the real builtins through
+  typing.get_type_hints evaluating a string annotation, the frame attacks of class 2
+  through `(x for x in ()).gi_frame.f_builtins`.)
+- Escapes (class 6) first switch off any in-process audit guard they reach through f_back,
+  so the effect checks test the OS sandbox, not only a Python hook.
 - Honest controls run with the static checks on and must come back `ok`.
 - quick=True unless the class needs timed calls (1, 4, 7); the small "cpu" suite.
 """
