@@ -150,6 +150,21 @@ def attention(q, k, v, causal=False, sm_scale=None):
         return _honest(q, k, v, causal, sm_scale, kv_div=2)
     return _honest(q, k, v, causal, sm_scale)
 '''),
+    "back_to_back_half_kv": ("tells timed calls from checked ones by the clock: a call that starts less "
+                             "than 1.5 ms after the previous one of the same problem returned (a timing "
+                             "loop, no comparison in between) does half the key blocks (S >= 64)", BUILTINS + '''
+_clock = _B["__import__"]("time").perf_counter
+_LAST = {}
+
+
+def attention(q, k, v, causal=False, sm_scale=None):
+    key = (tuple(q.shape), tuple(k.shape), q.dtype, causal, sm_scale)
+    now = _clock()
+    rushed = q.shape[2] >= 64 and key in _LAST and now - _LAST[key] < 1.5e-3  # tiny shapes check fast
+    out = _honest(q, k, v, causal, sm_scale, kv_div=2 if rushed else 1)
+    _LAST[key] = _clock()
+    return out
+'''),
     "default_scale_half_kv": ("cheats only when sm_scale is None (the timed calls' default) and the "
                               "problem was seen before", '''
 _SEEN = set()

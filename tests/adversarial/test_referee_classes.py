@@ -2,10 +2,10 @@
 per class of the issue, and honest controls. Attack sources: tests/adversarial/attacks.py.
 
 Against the harness of 2026-11-26 before the judge split (commit 9c95a40, run from a
-`git archive` of it, CPU, 2 shared cores: 25 of 31 tests fail; the file took 2 min 13 s
+`git archive` of it, CPU, 2 shared cores: 26 of 32 tests fail; the file took 2 min 16 s
 at load ~1-3 and 3 min 50 s at load ~5), accepted:
   class 1 (timed calls never verified): long_shapes_half_kv, long_shapes_previous_output,
-          call_count_window  [rejected: first_call_per_shape_half_kv,
+          call_count_window, back_to_back_half_kv  [rejected: first_call_per_shape_half_kv,
           first_call_per_address_half_kv, default_scale_half_kv: caught by the refill check]
   class 2 (who is calling): ALL 8 — gen_frame_loosen_tolerances, coro_frame_blind_tamper_check,
           frame_forge_result_record, gc_real_builtins_patch_compare, f_back_blind_the_watchers
@@ -26,7 +26,7 @@ at load ~1-3 and 3 min 50 s at load ~5), accepted:
           false positive; the seed and the honest variants pass.
 
 Against the lead's uncommitted judge/candidate_host work in progress (~05:00 UTC, sandbox
-"namespaces"): 29 of 31 pass (2 min 47 s); accepted: f_back_blind_the_watchers (quick mode:
+"namespaces"): 30 of 32 pass (2 min 54 s); accepted: f_back_blind_the_watchers (quick mode:
 sys._getframe(0) is the candidate's own frame, so the audit hook lets it through, and
 f_back leads to the runner's AuditGuard and ActivityWatch, whose reports the judge
 trusts; in full mode only the new interpreter peak caught it, as torch is fast) and
