@@ -67,7 +67,7 @@ def open_cpu(descriptor: dict, fd: int) -> Arena:
 
 # ------------------------------------------------------------------------ GPU
 class _IpcHandle(ctypes.Structure):
-    _fields_ = [("reserved", ctypes.c_char * 64)]
+    _fields_ = [("reserved", ctypes.c_ubyte * 64)]  # c_ubyte: a c_char array reads back cut at its first NUL
 
 
 def _libcuda():
@@ -99,7 +99,7 @@ def create_cuda(nbytes: int) -> Arena:
     handle = _IpcHandle()
     _check(fn("cuIpcGetMemHandle")(ctypes.byref(handle), base), "cuIpcGetMemHandle")
     descriptor = {"kind": "cuda", "nbytes": nbytes, "offset": flat.data_ptr() - base.value,
-                  "handle": base64.b64encode(bytes(handle.reserved.ljust(64, b"\0"))).decode()}
+                  "handle": base64.b64encode(ctypes.string_at(ctypes.addressof(handle), 64)).decode()}
     return Arena(flat, descriptor, [])
 
 
@@ -121,8 +121,9 @@ def open_cuda(descriptor: dict) -> Arena:
     handle = _IpcHandle()
     ctypes.memmove(ctypes.addressof(handle), raw, 64)
     ptr = ctypes.c_uint64()
-    _check(fn("cuIpcOpenMemHandle_v2", "cuIpcOpenMemHandle")(ctypes.byref(ptr), handle, ctypes.c_uint(1)),
-           "cuIpcOpenMemHandle")
+    open_handle = fn("cuIpcOpenMemHandle_v2", "cuIpcOpenMemHandle")
+    open_handle.argtypes = [ctypes.POINTER(ctypes.c_uint64), _IpcHandle, ctypes.c_uint]
+    _check(open_handle(ctypes.byref(ptr), handle, 1), "cuIpcOpenMemHandle")  # 1: lazy peer access
     nbytes = int(descriptor["nbytes"])
     memory = _DeviceMemory(ptr.value + int(descriptor["offset"]), nbytes)
     flat = torch.as_tensor(memory, device="cuda")

@@ -10,23 +10,30 @@ the judge's input buffers, calls `attention(q, k, v, causal=, sm_scale=)` and
 copies the returned tensor into the judge's output buffer; after the batch it
 synchronizes and says `done`. It never learns whether a call is checked or timed
 (every call is both), holds no seeds, no reference, no tolerances and no record,
-and nothing it says is taken as evidence: the judge reads the bytes it wrote and
-keeps the clock. Two things it reports ARE trusted, and are the weak spot (see
-docs/security.md): the kernels and aten operators a profiler saw during the calls
-(library-compute check) and the audit violations below. They hold only while
-the candidate cannot run arbitrary Python in this process; the audit hook and
-the static checks make that hard, not impossible.
+and nothing it says about the calls is taken as evidence: the judge reads the
+bytes and keeps the clock.
 
-Trusted set-up done here before the candidate is imported: the Triton
-interpreter's bf16 `tl.dot` made exact (it multiplies raw bit patterns), a
-profiler over every thread, and a Python audit hook (which cannot be removed
-from Python) that refuses and records frame walking into this file, gc and
-ctypes access, new sockets, processes other than the compiler's, and writes
-outside the sandbox's work directory.
+Two things it reports ARE trusted, and are the weak spot (docs/security.md): the
+kernels / aten operators a profiler saw (the library-compute check) and the audit
+violations. To keep them out of the candidate's reach, the candidate's code only
+ever runs on a worker thread whose stack holds nothing but the call (walking
+frames back from it ends there); the main thread keeps the audit record and the
+profiler's read-out, captured before the candidate is imported (the hook is a
+closure, the read-out uses PyTorch's C functions). What this does not stop: the
+candidate patching Python-level library code the main thread later uses (json,
+socket) to forge a message. The static checks forbid the imports that needs.
+
+Trusted set-up before the candidate is imported: the Triton interpreter's bf16
+`tl.dot` made exact (it multiplies raw bit patterns), the numpy bridges closed
+(the interpreter needs none; a kernel computing in numpy would be invisible to
+the profiler), a profiler over every thread, and a Python audit hook (which
+cannot be removed from Python).
 """
 from __future__ import annotations
 
+import inspect
 import os
+import queue
 import resource
 import socket
 import sys
@@ -39,80 +46,91 @@ from avo.harness import wire
 
 THIS_FILE = os.path.abspath(__file__)
 # Processes the Triton compiler itself starts (ptxas, the launcher's C compiler, ldconfig).
-COMPILER_TOOLS = ("ptxas", "cuobjdump", "nvdisasm", "gcc", "cc", "clang", "g++", "c++", "ldconfig", "nvcc")
+# (Seen on the H100 image: Triton 3.6 also runs `file` on the CUDA libraries it finds.)
+COMPILER_TOOLS = ("ptxas", "cuobjdump", "nvdisasm", "gcc", "cc", "clang", "g++", "c++", "ldconfig", "nvcc",
+                  "file", "uname", "which", "nvidia-smi")
+# Shared libraries Triton's driver opens through ctypes (the CUDA driver, runtime and JIT).
+# (libnvidia-ml: PyTorch's profiler and device queries; seen on the H100 image.)
+TRUSTED_LIBRARIES = ("libcuda.so", "libcudart", "libnvrtc", "libnvJitLink", "libnvidia-ml.so", "libc.so", "libdl.so")
 CPU_ADDRESS_SPACE_BYTES = 16 * 2**30
-FRAME_ATTRS = {"gi_frame", "cr_frame", "ag_frame", "tb_frame"}
+FRAME_ATTRS = {"gi_frame", "cr_frame", "ag_frame"}
 WRITE_MODES = set("wax+")
 
 
-class AuditGuard:
-    """Refuses, and records, what no kernel needs. Enforcing from the candidate's import on."""
+# ------------------------------------------------------------------ audit
+def make_audit_hook(writable_roots: list[str]):
+    """(hook, state, violations): a Python audit hook that refuses, and records, what no
+    kernel needs, once state["enforcing"] is set. A closure over helpers captured now, so
+    that patching os.path or builtins later changes nothing here."""
+    state, violations = {"enforcing": False}, []
+    writable = tuple(os.path.realpath(p) + os.sep for p in writable_roots)
+    realpath, basename, abspath, fsdecode = os.path.realpath, os.path.basename, os.path.abspath, os.fsdecode
+    pid, write_flags, inside = str(os.getpid()), os.O_WRONLY | os.O_RDWR, threading.local()
+    _str, _bytes, _int, _set, _isinstance, _getattr = str, bytes, int, set, isinstance, getattr
 
-    def __init__(self, writable_roots: list[str]):
-        self.enforcing = False
-        self.violations: list[str] = []
-        self.writable = tuple(os.path.realpath(p) + os.sep for p in writable_roots) + ("/dev/null",)
-        self._inside = threading.local()
-
-    def __call__(self, event: str, args: tuple) -> None:
-        if not self.enforcing or getattr(self._inside, "busy", False):
-            return
-        self._inside.busy = True
+    def frame_file(frame) -> str:
         try:
-            why = self.judge(event, args)
-        finally:
-            self._inside.busy = False
-        if why:
-            self.violations.append(why)
-            raise PermissionError(f"avo sandbox: {why}")
+            return abspath(frame.f_code.co_filename)
+        except Exception:  # noqa: BLE001 - an odd frame object: not ours
+            return ""
 
-    def judge(self, event: str, args: tuple) -> str | None:
+    def outside(path) -> bool:
+        return not (realpath(fsdecode(path)) + os.sep).startswith(writable)
+
+    def judge(event: str, args: tuple):
         if event == "object.__getattr__" and args[1] in FRAME_ATTRS:
             return f"frame access through .{args[1]}"
-        if event == "sys._getframe" and _frame_file(args[0]) == THIS_FILE:
+        if event == "sys._getframe" and frame_file(args[0]) == THIS_FILE:
             return "sys._getframe reached the runner's own frames"
         if event in ("sys._current_frames", "sys.settrace", "sys.setprofile", "gc.get_objects",
                      "gc.get_referrers", "gc.get_referents"):
             return f"{event} is not allowed"
-        if event.startswith("ctypes."):
+        if event == "ctypes.dlopen":
+            name = basename(_str(args[0] or ""))
+            return None if name.startswith(TRUSTED_LIBRARIES) else f"ctypes.dlopen({args[0]!r}) is not allowed"
+        if event.startswith("ctypes.") and event not in ("ctypes.dlsym", "ctypes.dlsym/handle"):
             return f"{event} is not allowed"
         if event in ("socket.__new__", "socket.connect", "socket.bind", "socket.sendto"):
             return f"{event}: no sockets"
-        if event in ("os.system", "os.fork", "os.forkpty", "os.exec", "os.spawn", "os.posix_spawn", "os.kill",
-                     "os.killpg", "pty.spawn"):
+        if event in ("os.system", "os.fork", "os.forkpty", "os.spawn", "os.kill", "os.killpg", "pty.spawn"):
             return f"{event} is not allowed"
-        if event == "subprocess.Popen":
-            exe = os.path.basename(str(args[0] or (args[1][0] if args[1] else "")))
-            if not exe.startswith(COMPILER_TOOLS):
-                return f"subprocess {exe!r} is not a compiler tool"
+        if event in ("subprocess.Popen", "os.posix_spawn", "os.exec"):  # the compiler's own tools only
+            program = args[0] if args[0] else (args[1][0] if args[1] else "")
+            exe = basename(fsdecode(program) if _isinstance(program, (_str, _bytes)) else _str(program))
+            return None if exe.startswith(COMPILER_TOOLS) else f"starting {exe!r}: not a compiler tool"
         if event == "open":
             path, mode, flags = args
-            if isinstance(path, int):
+            if _isinstance(path, _int):
                 return None
-            path = os.fsdecode(path)
-            real = os.path.realpath(path)
-            if real.startswith("/proc/") and not real.startswith(("/proc/self/", f"/proc/{os.getpid()}/")) \
-                    and real.split("/")[2].isdigit():
+            real = realpath(fsdecode(path))
+            parts = real.split("/")
+            if real.startswith("/proc/") and len(parts) > 2 and parts[2].isdigit() and parts[2] != pid:
                 return f"reading another process through {path}"
-            writing = (mode and WRITE_MODES & set(str(mode))) or (mode is None and flags & (os.O_WRONLY | os.O_RDWR))
-            if writing and not real.startswith(self.writable) and real != "/dev/null":
+            writing = (mode and WRITE_MODES & _set(_str(mode))) or (mode is None and flags & write_flags)
+            if writing and real != "/dev/null" and outside(path):
                 return f"writing {path} (outside the work directory)"
         if event in ("os.remove", "os.rename", "os.rmdir", "shutil.rmtree", "os.symlink", "os.link",
                      "os.chmod", "os.chown", "os.truncate"):
-            path = os.path.realpath(os.fsdecode(args[0])) if isinstance(args[0], (str, bytes)) else ""
-            if not path.startswith(self.writable):
+            if not _isinstance(args[0], (_str, _bytes)) or outside(args[0]):
                 return f"{event} on {args[0]} (outside the work directory)"
         return None
 
+    def hook(event: str, args: tuple) -> None:
+        if not state["enforcing"] or _getattr(inside, "busy", False):
+            return
+        inside.busy = True
+        try:
+            why = judge(event, args)
+        finally:
+            inside.busy = False
+        if why:
+            violations.append(why)
+            raise PermissionError(f"avo sandbox: {why}")
 
-def _frame_file(frame) -> str:
-    try:
-        return os.path.abspath(frame.f_code.co_filename)
-    except Exception:  # noqa: BLE001 - an odd frame object: not ours
-        return ""
+    return hook, state, violations
 
 
-# ------------------------------------------------------------ interpreter fix
+# ------------------------------------------------------- trusted set-up
 def make_interpreter_bf16_exact() -> None:
     """Triton's interpreter stores bf16 as uint16 and multiplies the raw bit
     patterns in `tl.dot`; widen bf16 operands to float32 first (exact), so kernels
@@ -136,41 +154,64 @@ def make_interpreter_bf16_exact() -> None:
     builder.create_dot = create_dot
 
 
-# --------------------------------------------------------------- activity
-class ActivityWatch:
-    """Every aten operator (all threads) and, on a GPU, every kernel run while
-    the candidate is loaded: the evidence for the library-compute check."""
+def close_numpy_bridges(violations: list) -> None:
+    """Tensor -> numpy and back: the interpreter uses none of these (it reads memory
+    through pointers); a kernel that does its products in numpy would be invisible to
+    the profiler, so the bridges refuse, and the attempt is recorded."""
+    import torch
 
-    def __init__(self, device: str):
-        import torch
-        from torch.profiler import ProfilerActivity, profile
+    def refuse(name):
+        def bridge(*args, **kwargs):
+            violations.append(f"{name}: numpy bridges are closed (compute must be in Triton kernels)")
+            raise PermissionError(f"avo sandbox: {name} is not available to candidates")
+        return bridge
 
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-        self.scope = "all threads"
+    for name in ("numpy", "__array__", "__dlpack__"):
+        setattr(torch.Tensor, name, refuse(f"Tensor.{name}"))
+    for name in ("from_numpy", "from_dlpack", "frombuffer"):
+        setattr(torch, name, refuse(f"torch.{name}"))
+
+
+def start_activity_watch(device: str):
+    """Start a profiler over the whole process and return report(): every kernel (GPU)
+    or aten operator with its largest input's size (CPU) seen since. The read-out calls
+    PyTorch's C functions captured here, not the Python profiler classes."""
+    import torch
+    from torch._C._autograd import DeviceType, _disable_profiler, _KinetoEvent, _ProfilerResult
+    from torch.profiler import ProfilerActivity, profile
+
+    disable, events, name_of, device_of, shapes_of = (_disable_profiler, _ProfilerResult.events, _KinetoEvent.name,
+                                                      _KinetoEvent.device_type, _KinetoEvent.shapes)
+    kwargs = {"acc_events": True} if "acc_events" in inspect.signature(profile.__init__).parameters else {}
+    if device == "cuda":
+        # CUPTI sees every kernel of the process (all threads, all streams); recording each aten op
+        # too would cost host time per call and starve the GPU on short calls
+        scope = "GPU kernels, all threads and streams"
+        prof = profile(activities=[ProfilerActivity.CUDA], **kwargs)
+    else:
+        scope = "aten operators, all threads"
         try:
             from torch._C._profiler import _ExperimentalConfig
 
-            config = _ExperimentalConfig(profile_all_threads=True)
+            kwargs["experimental_config"] = _ExperimentalConfig(profile_all_threads=True)
         except (ImportError, TypeError):
-            config, self.scope = None, "calling thread only (this torch has no profile_all_threads)"
-        kwargs = {"experimental_config": config} if config is not None else {}
-        self.prof = profile(activities=activities, record_shapes=True, **kwargs)
-        self.prof.start()
-        self.torch = torch
+            scope = "aten operators, calling thread only (this torch has no profile_all_threads)"
+        prof = profile(activities=[ProfilerActivity.CPU], record_shapes=True, **kwargs)
+    prof.start()
+    cuda = DeviceType.CUDA
 
-    def report(self) -> dict:
-        self.prof.stop()
-        ops: Counter = Counter()
-        elements: Counter = Counter()
-        kernels: Counter = Counter()
-        for e in self.prof.events():
-            if e.device_type == self.torch.autograd.DeviceType.CUDA:
-                kernels[e.name] += 1
-            elif e.name.startswith("aten::"):
-                ops[e.name] += 1
-                elements[e.name] += max((_numel(s) for s in (e.input_shapes or []) if isinstance(s, list)),
-                                        default=0)
-        return {"ops": dict(ops), "op_elements": dict(elements), "kernels": dict(kernels), "scope": self.scope}
+    def report() -> dict:
+        ops, elements, kernels = Counter(), Counter(), Counter()
+        for e in events(disable()):
+            name = name_of(e)
+            if device_of(e) == cuda:
+                kernels[name] += 1
+            elif name.startswith("aten::"):
+                ops[name] += 1
+                elements[name] += max((_numel(s) for s in shapes_of(e) or [] if isinstance(s, list)), default=0)
+        return {"ops": dict(ops), "op_elements": dict(elements), "kernels": dict(kernels), "scope": scope}
+
+    return report
 
 
 def _numel(shape) -> int:
@@ -187,46 +228,70 @@ def main() -> int:
     fd, candidate_path, device = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     entry = sys.argv[4] if len(sys.argv) > 4 else "attention"  # the baselines module hosts `cudnn`, `fa2`
     sock = socket.socket(fileno=fd)
+    send, recv = wire.send, wire.recv
     workdir = os.path.dirname(os.path.abspath(candidate_path))
-    import torch
+    import torch  # noqa: F401 - loaded before the candidate, with the real builtins
 
     if device == "cpu":
         make_interpreter_bf16_exact()
         # a runaway host allocation fails here instead of taking the machine (the uid in the box cannot raise it)
         resource.setrlimit(resource.RLIMIT_AS, (CPU_ADDRESS_SPACE_BYTES, CPU_ADDRESS_SPACE_BYTES))
-    message, fds = wire.recv(sock, with_fds=True)
+    message, fds = recv(sock, with_fds=True)
     shared = arena_mod.open_cpu(message, fds[0]) if device == "cpu" else arena_mod.open_cuda(message)
-    watch = ActivityWatch(device)
-    guard = AuditGuard([workdir, "/tmp", "/dev/shm"])
-    sys.addaudithook(guard)
+    hook, audit, violations = make_audit_hook([workdir, "/tmp", "/dev/shm"])
+    candidate = entry == "attention"
+    if candidate:
+        close_numpy_bridges(violations)
+    # the baselines (trusted PyTorch code) run unwatched: the profiler's per-API-call cost
+    # would tax cuDNN's many runtime calls and flatter every candidate's ratio
+    report = start_activity_watch(device) if candidate else dict
+    sys.addaudithook(hook)
 
-    # -- load: from here on the candidate's code runs
-    guard.enforcing = True
-    try:
-        attention = _load_attention(candidate_path, entry)
-    except BaseException as e:  # noqa: BLE001 - the candidate's error is data for the judge
-        wire.send(sock, {"error": _describe(e, guard), "violations": guard.violations})
+    # -- the candidate's code runs only on this thread, from its import on
+    work, results = queue.SimpleQueue(), queue.SimpleQueue()
+    audit["enforcing"] = True
+    threading.Thread(target=serve_calls, args=(candidate_path, entry, shared, device, work, results),
+                     name="candidate", daemon=True).start()
+    loaded = results.get()
+    send(sock, {**_plain(loaded), "violations": list(violations)})
+    if "error" in loaded:
         return 0
-    wire.send(sock, {"ready": True, "violations": guard.violations})
-
     while True:
         try:
-            message = wire.recv(sock)
+            message = recv(sock)
         except wire.WireError:
             return 0
         if message.get("op") == "batch":
-            reply = _run_batch(attention, shared, message["calls"], device, torch, guard)
-            reply["violations"] = guard.violations
-            wire.send(sock, reply)
+            work.put(message["calls"])
+            send(sock, {**_plain(results.get()), "violations": list(violations)})
         elif message.get("op") == "finish":
-            guard.enforcing = False
-            report = watch.report()
-            report["violations"] = guard.violations
-            wire.send(sock, report)
+            audit["enforcing"] = False
+            send(sock, {**report(), "violations": list(violations)})
             return 0
 
 
-def _load_attention(path: str, entry: str):
+def _plain(reply) -> dict:
+    """Only plain JSON values from the candidate's thread (it may have put anything in the queue)."""
+    if not isinstance(reply, dict):
+        return {"error": "the runner's call thread answered garbage", "kind": "crashed"}
+    return {k: v for k, v in reply.items() if type(k) is str and type(v) in (str, int, bool, float, type(None))}
+
+
+def serve_calls(path: str, entry: str, shared, device: str, work, results) -> None:
+    """The candidate's thread: load it, then run batches. Holds nothing the judge trusts."""
+    import torch
+
+    try:
+        attention = _load(path, entry)
+    except BaseException as e:  # noqa: BLE001 - the candidate's error is data for the judge
+        results.put({"error": _describe(e)})
+        return
+    results.put({"ready": True})
+    while True:
+        results.put(_run_batch(attention, shared, work.get(), device, torch))
+
+
+def _load(path: str, entry: str):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("candidate", path)
@@ -239,7 +304,7 @@ def _load_attention(path: str, entry: str):
     return attention
 
 
-def _run_batch(attention, shared, calls: list, device: str, torch, guard) -> dict:
+def _run_batch(attention, shared, calls: list, device: str, torch) -> dict:
     for i, call in enumerate(calls):
         q, k, v, out = (shared.view(*_spec(call[name], torch)) for name in ("q", "k", "v", "out"))
         try:
@@ -253,7 +318,7 @@ def _run_batch(attention, shared, calls: list, device: str, torch, guard) -> dic
                                  f"{tuple(out.shape)} {out.dtype} on {out.device}", "call": i, "kind": "incorrect"}
             out.copy_(torch.Tensor.as_subclass(result, torch.Tensor))
         except BaseException as e:  # noqa: BLE001 - reported to the judge as data
-            return {"error": _describe(e, guard), "call": i, "kind": "crashed"}
+            return {"error": _describe(e), "call": i, "kind": "crashed"}
     if device == "cuda":
         torch.cuda.synchronize()
     return {"done": len(calls)}
@@ -264,14 +329,14 @@ def _spec(spec: list, torch):
     return int(offset), tuple(int(s) for s in shape), getattr(torch, dtype)
 
 
-def _describe(e: BaseException, guard: AuditGuard) -> str:
-    enforcing, guard.enforcing = guard.enforcing, False  # formatting walks tracebacks
+def _describe(e: BaseException) -> str:
+    """One line for the record; the traceback goes to the runner's log (on this thread)."""
     try:
         traceback.print_exception(e, file=sys.stderr)
-        text = str(e).strip().splitlines()
-        return f"{type(e).__name__}: {(text[0] if text else '')[:300]}"
-    finally:
-        guard.enforcing = enforcing
+    except Exception:  # noqa: BLE001 - a traceback the audit hook would not let us walk
+        pass
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {(text[0] if text else '')[:300]}"
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ from avo.records import CaseCheck, ConfigTiming, EvalResult
 
 REPEATS = 3  # timed batches per configuration (after one warm-up batch)
 BATCH_TARGET_S = {"cuda": 0.025, "cpu": 0.0}  # GPU: a batch long enough that per-batch costs are < 1%
-MAX_CALLS = {"cuda": 16, "cpu": 2}
-ARENA_BYTES = {"cuda": 12 * 2**30, "cpu": 512 * 2**20}
+MAX_CALLS = {"cuda": 24, "cpu": 2}
+ARENA_BYTES = {"cuda": 16 * 2**30, "cpu": 512 * 2**20}
 COMPILE_TIMEOUT_S = {"cuda": 120.0, "cpu": 120.0}  # a shape's first batch: compiling and autotuning
 WATCHDOG_FACTOR, WATCHDOG_FLOOR_S = 50.0, {"cuda": 10.0, "cpu": 60.0}
 HELD_OUT = {"cuda": 2, "cpu": 1}
@@ -111,10 +111,18 @@ class Judge:
     def compile(self, host: Host) -> None:
         variants = {(s.dtype, s.head_dim, s.causal) for s in self.check_shapes() + self.suite_shapes()}
         t0 = clock()
+        wrong = None  # a variant that runs but is wrong: reported after every variant has compiled
         for dtype, head_dim, causal in sorted(variants):
             shape = self.problem.Shape(1, 2, 1, 64, head_dim, causal, dtype)
-            self.verified_batch(host, shape, 1, "compile", full=True, vary=False,
-                                timeout_s=COMPILE_TIMEOUT_S[self.device])
+            try:
+                self.verified_batch(host, shape, 1, "compile", full=True, vary=False,
+                                    timeout_s=COMPILE_TIMEOUT_S[self.device])
+            except Verdict as v:
+                if v.status != "incorrect":
+                    raise
+                wrong = wrong or v
+        if wrong:
+            raise wrong
         self.result.compile_stats = {"compile_s": round(clock() - t0, 3)}
 
     def check(self, host: Host, phase: str, seed: int) -> None:
@@ -144,8 +152,9 @@ class Judge:
 
     def time_shape(self, host: Host, shape, est_s: float | None) -> ConfigTiming:
         """Median per-call time over REPEATS batches, by this process's clock."""
-        if est_s is None:  # no baseline here (CPU, or a baseline's own timing): one call tells
-            est_s = self.verified_batch(host, shape, 1, "timed/probe", full=False, vary=False)
+        if est_s is None:  # no baseline here (CPU, or a baseline's own timing): measure, after a first call
+            self.verified_batch(host, shape, 1, "timed/probe", full=False, vary=False)  # compiles, plans
+            est_s = self.verified_batch(host, shape, 2, "timed/probe", full=False, vary=False) / 2
         n = max(2, min(self.max_calls(shape), math.ceil(BATCH_TARGET_S[self.device] / max(est_s, 1e-6))))
         self.verified_batch(host, shape, n, "timed/warm-up", full=False, vary=False)
         per_call = sorted(self.verified_batch(host, shape, n, "timed", full=False, vary=False) / n
@@ -224,10 +233,10 @@ class Judge:
                                             max_abs_err=max_abs, rel_err=rel, passed=ok, reason=reason))
 
     def check_violations(self, reply: dict) -> None:
-        violations = reply.get("violations") or []
+        violations = list(dict.fromkeys(str(v)[:160] for v in reply.get("violations") or []))
         if violations:
-            raise Verdict("rejected", f"sandbox: {str(violations[0])[:200]}"
-                                      + (f" (+{len(violations) - 1} more)" if len(violations) > 1 else ""))
+            raise Verdict("rejected", "sandbox: " + "; ".join(violations[:3])
+                          + (f" (+{len(violations) - 3} more)" if len(violations) > 3 else ""))
 
     def flag_overfit(self) -> None:
         from avo.records import geomean
@@ -274,6 +283,9 @@ def main() -> int:
             candidate.write_text(Path(job["candidate_path"]).read_text())
             job = {**job, "candidate_path": str(candidate)}
             result = Judge(job, workdir).run()
+            if result.status != "ok":  # the runner's own output, for the record's log tail
+                tail = (workdir / "runner.log").read_bytes()[-3000:].decode(errors="replace")
+                print(f"--- runner log (untrusted program output) ---\n{tail}", file=sys.stderr, flush=True)
     except BaseException as e:  # the judge's own failure: still report, as data
         traceback.print_exc()
         result = EvalResult(status="crashed", message=f"harness judge: {type(e).__name__}: {e}"[:300],

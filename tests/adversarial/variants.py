@@ -38,7 +38,7 @@ VARIANTS: dict[str, tuple[str, list[tuple[str, str]], str]] = {
     "bf16_inputs": ("silently rounds fp16 q/k/v through bf16 (a lower precision) before the kernel",
                     [(HOST_PREP, "    q, k, v = (t.to(torch.bfloat16).to(t.dtype) for t in (q, k, v))\n" + HOST_PREP)], ""),
     "bf16_p": ("silently rounds the probabilities P through bf16 before the PV product",
-               [("acc += tl.dot(p, v)", "acc += tl.dot(p.to(tl.bfloat16).to(tl.float32), v)")], ""),
+               [("acc += tl.dot(p.to(v.dtype), v)", "acc += tl.dot(p.to(tl.bfloat16).to(v.dtype), v)")], ""),
     "nan_out": ("writes one NaN into the output",
                 [(LAUNCH + "    return out", LAUNCH + "    out[0, 0, 0, 0] = float('nan')\n    return out")], ""),
     "inf_out": ("writes one Inf into the output",

@@ -34,7 +34,6 @@ def _attn_fwd(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr,
-    UPCAST_DOT: tl.constexpr,  # the CPU interpreter computes bf16 tl.dot wrongly
 ):
     start_m = tl.program_id(0)
     off_bh = tl.program_id(1)
@@ -52,8 +51,6 @@ def _attn_fwd(
 
     # -- load the query tile once; rows past the end read as zero
     q = tl.load(q_ptrs, mask=offs_m[:, None] < SEQLEN, other=0.0)
-    if UPCAST_DOT:
-        q = q.to(tl.float32)
 
     # -- online-softmax state (FlashAttention-2 names)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -67,9 +64,6 @@ def _attn_fwd(
         kv_mask = cols[:, None] < SEQLEN
         k = tl.load(k_base + cols[:, None] * stride_ks + offs_d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(v_base + cols[:, None] * stride_vs + offs_d[None, :], mask=kv_mask, other=0.0)
-        if UPCAST_DOT:
-            k = k.to(tl.float32)
-            v = v.to(tl.float32)
 
         # -- scores, masked for the sequence tail and (if causal) the future
         qk = tl.dot(q, tl.trans(k)) * sm_scale_log2
@@ -84,10 +78,7 @@ def _attn_fwd(
         p = tl.math.exp2(qk - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
-        if UPCAST_DOT:
-            acc += tl.dot(p, v)
-        else:
-            acc += tl.dot(p.to(v.dtype), v)
+        acc += tl.dot(p.to(v.dtype), v)
         m_i = m_new
 
     # -- normalise and write; rows past the end are not written
@@ -116,7 +107,6 @@ def attention(q, k, v, causal=False, sm_scale=None):
         out.stride(0), out.stride(1), out.stride(2),
         heads_q, heads_q // heads_kv, seqlen,
         HEAD_DIM=head_dim, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, CAUSAL=causal,
-        UPCAST_DOT=q.device.type == "cpu",
         num_warps=NUM_WARPS, num_stages=NUM_STAGES,
     )
     return out
