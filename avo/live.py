@@ -2,7 +2,7 @@
 progress events out, a stop request in. Plain Python, process-local.
 
 The loop calls `emit("candidate", ...)`; the CLI subscribes and redraws its
-display. Ctrl-C sets the stop request (see `stop_on_sigint`): the loop lets
+display. Ctrl-C or SIGTERM sets the stop request (see `stop_on_sigint`): the loop lets
 evaluations already running finish and commit, starts nothing new, and
 returns; a second Ctrl-C interrupts at once. A run stopped this way stays
 "running" in its journal, so the next `avo evolve` resumes it.
@@ -55,7 +55,8 @@ def reset() -> None:
 
 @contextmanager
 def stop_on_sigint() -> Iterator[None]:
-    """First Ctrl-C: request a clean stop. Second: KeyboardInterrupt as usual.
+    """First Ctrl-C (SIGINT) or SIGTERM: request a clean stop (the candidates in
+    flight finish and are recorded). A second one: KeyboardInterrupt as usual.
     Only in the main thread (signal handlers cannot be set elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -64,11 +65,16 @@ def stop_on_sigint() -> Iterator[None]:
     def handler(signum, frame):
         if _stop.is_set():
             raise KeyboardInterrupt
-        request_stop("interrupted (Ctrl-C): stopping after the candidates in flight")
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        request_stop(f"interrupted ({what}): stopping after the candidates in flight")
         emit("stopping", reason=stop_reason())
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+stop_on_signals = stop_on_sigint

@@ -12,5 +12,6 @@ from avo.config import repo_root
 
 os.environ.setdefault("PREFECT_HOME", str(repo_root() / ".prefect"))  # the project's, not ~/.prefect
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side telemetry (and its first-run notice)
 # The temporary API needs ~10 s to start on a small machine; give it room.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")

@@ -49,7 +49,7 @@ def evolve(
 ) -> None:
     """Evolve the kernel lineage: generations of select -> vary -> evaluate -> commit -> log
     until a budget ends. Running it again resumes an unfinished run; Ctrl-C stops
-    cleanly after the candidates being evaluated (press twice to abort)."""
+    cleanly after the candidates being evaluated, exit status 130 (press twice to abort)."""
     if operator not in (None, "agent", "heuristic", "auto", "external"):
         fail(f"unknown operator {operator!r}: use agent, heuristic or external")
     if agent_cmd is not None:
@@ -67,10 +67,10 @@ def evolve(
     from avo.evolution import OperatorUnavailable
 
     try:
-        from flows.evolve import evolve as evolve_flow
+        from avo.edge import evolve as evolve_flow
     except ImportError as e:
         fail(f"avo evolve needs Prefect ({e}); pip install 'prefect>=3.4' prefect-dask")
-    from avo.evolution import make_operator, resolve
+    from avo.edge import make_operator, resolve
 
     options = dict(generations=generations, population=population, operator=operator, model=model,
                    budget_minutes=budget_minutes, gpu_minutes=gpu_minutes, max_tokens=max_tokens,
@@ -84,11 +84,15 @@ def evolve(
             check()
     except (OperatorUnavailable, ConfigError, ValueError, RuntimeError) as e:
         fail(str(e).splitlines()[0] if str(e).strip() else type(e).__name__)
+    from flows.api_server import temporary_api
+
     display = Progress()
     unsubscribe = live.subscribe(display.on_event)
     try:
-        with live.stop_on_sigint(), Live(display.render(), console=console, refresh_per_second=4,
-                                          transient=False) as screen:
+        # Ctrl-C / SIGTERM: stop after the candidates in flight. The temporary Prefect API runs in
+        # its own session, so the terminal's Ctrl-C does not reach it (flows/api_server.py).
+        with live.stop_on_sigint(), temporary_api(), \
+                Live(display.render(), console=console, refresh_per_second=4, transient=False) as screen:
             display.screen = screen
             summary = evolve_flow(**options)
     except (OperatorUnavailable, ConfigError, ValueError) as e:
@@ -107,6 +111,8 @@ def evolve(
     state = "finished" if summary.finished else "stopped early; run `avo evolve` again to resume"
     console.print(f"{summary.stop_reason or 'done'} — run {summary.run_id} {state}. "
                   f"{summary.evaluated} evaluated, {len(summary.committed)} committed. {best}", highlight=False)
+    if summary.stop_reason.startswith("interrupted"):
+        raise typer.Exit(130)  # stopped by Ctrl-C / SIGTERM (recorded, resumable): 128 + SIGINT, as shells do
 
 
 def serve(
@@ -127,7 +133,7 @@ def serve(
     if not os.environ.get("PREFECT_API_URL"):
         console.print("[yellow]PREFECT_API_URL is not set: Prefect's temporary API does not fire schedules. "
                       "Run `prefect server start` and `export PREFECT_API_URL=http://127.0.0.1:4200/api`.[/]")
-    from flows.evolve import evolve as evolve_flow
+    from avo.edge import evolve as evolve_flow
 
     evolve_flow.serve(name=name, cron=cron, parameters={"params_path": params} if params else {})
 
