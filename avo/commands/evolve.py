@@ -84,6 +84,7 @@ def evolve(
             check()
     except (OperatorUnavailable, ConfigError, ValueError, RuntimeError) as e:
         fail(str(e).splitlines()[0] if str(e).strip() else type(e).__name__)
+    preflight(resolved, device_flag=device)
     from flows.api_server import temporary_api
 
     display = Progress()
@@ -113,6 +114,24 @@ def evolve(
                   f"{summary.evaluated} evaluated, {len(summary.committed)} committed. {best}", highlight=False)
     if summary.stop_reason.startswith("interrupted"):
         raise typer.Exit(130)  # stopped by Ctrl-C / SIGTERM (recorded, resumable): 128 + SIGINT, as shells do
+
+
+def preflight(resolved, device_flag: str | None) -> None:
+    """What would only fail after evaluation time was spent, as one line and exit 2
+    before any flow starts: a GPU asked for where there is none, a lineage or run
+    journal that cannot be written (a read-only mount, permissions)."""
+    from avo.commands.lineage import writable_problem
+
+    if resolved.device == "cuda" and (device_flag or "").lower() != "auto":
+        from avo.harness.runner import detect_device
+
+        if detect_device() != "cuda":
+            where = "--device cuda" if device_flag == "cuda" else "harness.device is cuda in params.yaml"
+            fail(f"{where}, but no CUDA GPU is usable here: use --device cpu (Triton interpreter) or auto")
+    for what, folder in (("the lineage", resolved.lineage_root), ("the run journal folder", resolved.state_file.parent)):
+        problem = writable_problem(folder)
+        if problem:
+            fail(f"cannot write {what} {folder}: {problem}; nothing was evaluated")
 
 
 def serve(
