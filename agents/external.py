@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Mapping
 
 from avo.candidate import Candidate, Technique
+from avo.errors import ProposalFailed
 from avo.operators.base import VaryContext
 from avo.records import EvalResult
 
@@ -58,7 +59,7 @@ META_TAIL = 4_000  # transcript tail carried in the candidate's meta
 _COST = re.compile(r'"?(?:total_cost_usd|cost_usd)"?\s*[:=]\s*"?([0-9]+(?:\.[0-9]+)?)')
 
 
-class ExternalAgentFailed(RuntimeError):
+class ExternalAgentFailed(ProposalFailed):
     """The external agent produced no usable kernel (one line, says why)."""
 
 
@@ -329,7 +330,7 @@ def _technique_name(stdout: str) -> str:
 
 
 def operator_from_settings(settings, lineage=None, env: Mapping[str, str] | None = None) -> ExternalOperator:
-    """The external operator an evolve run's settings ask for (avo.evolution.make_operator)."""
+    """The external operator an evolve run's settings ask for (flows.wiring.make_operator)."""
     env = os.environ if env is None else env
     agent = settings.cfg.agent
     cmd = env.get("AVO_AGENT_CMD") or agent.agent_cmd

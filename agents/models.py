@@ -8,8 +8,8 @@ keys come from the environment only (never from params.yaml).
 
 Errors a user can fix end in one line: `ModelUnavailable` (no key, missing
 provider package, server unreachable, key rejected, unknown model) and
-`BudgetExceeded` (the run's token/dollar budget is spent). `ModelCallFailed`
-(a ModelUnavailable) is a model that answered before but kept failing with
+`BudgetExceeded` (the run's token/dollar budget is spent), both from avo.errors.
+`ModelCallFailed` (a ModelUnavailable and a ProposalFailed) is a model that answered before but kept failing with
 transient errors (rate limits, 5xx, timeouts, dropped connections) through
 every retry: the candidate being made fails, the run goes on.
 
@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from langchain_core.messages import AIMessage, BaseMessage
+
+# The errors live in the core (avo.errors) so the generation flow catches them by type.
+from avo.errors import BudgetExceeded, ModelUnavailable, ProposalFailed  # noqa: F401  (re-exported)
 
 # Keys a provider reads from the environment; checked before building, so a
 # missing key is a one-line error at start-up instead of a failure mid-run.
@@ -73,23 +76,15 @@ _FATAL_STATUS = {401: "the key was rejected", 403: "access denied for this key",
                  404: "model or endpoint not found"}
 
 
-class ModelUnavailable(RuntimeError):
-    """A configured model cannot be used (one line, says what to fix)."""
-
-
-class ModelCallFailed(ModelUnavailable):
+class ModelCallFailed(ModelUnavailable, ProposalFailed):
     """Transient errors through every retry, mid-run: one candidate fails, not
-    the run (the generation flow stops only on the exact name ModelUnavailable).
+    the run (a ProposalFailed: the generation flow fails the slot and goes on).
     `usage`: what the failing session had spent, for the caller's accounting."""
 
     def __init__(self, message: str, usage: "Usage | None" = None):
         super().__init__(message)
         self.usage = usage
         self.meta = usage.as_meta() if usage is not None else {}
-
-
-class BudgetExceeded(RuntimeError):
-    """The run's token or dollar budget is spent (one line)."""
 
 
 # ----------------------------------------------------------------- the spec

@@ -1,30 +1,20 @@
 """What an evolve run needs, resolved once: config + command-line overrides,
-the device, the budget, where the lineage and the run journal live, and the
-variation operator. Plain Python; the Prefect flows in flows/ only read this.
+the device, the budget, where the lineage and the run journal live, and which
+operator by name. Plain Python; flows/wiring.py builds the parts from this and
+the Prefect flows in flows/ only read it.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from avo.budget import Budget
 from avo.config import Config, load_config, repo_root
+from avo.errors import OperatorUnavailable  # noqa: F401  (re-exported: the CLI catches it)
 from avo.problem import load_problem
 from avo.run_state import state_path
-
-
-class OperatorUnavailable(RuntimeError):
-    """The operator asked for cannot run (no model configured, agents/ missing); one line."""
-
-
-HOW_TO_CONFIGURE_A_MODEL = ("set agent.model in params.yaml (e.g. openai:gpt-4.1 or anthropic:claude-sonnet-4-5), "
-                            "AVO_MODEL, or pass --model; API keys come from the environment "
-                            "(or use --operator heuristic)")
 
 
 @dataclass(frozen=True)
@@ -100,84 +90,6 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
                     population=ev.candidates_per_generation,
                     budget=budget, operator=chosen, model=agent.model, dask_address=ev.dask_address,
                     state_file=state_path(root / ev.state_dir, lineage), knowledge_root=root / "knowledge_base")
-
-
-def make_operator(settings: Settings, lineage=None, evaluate=None):
-    """The variation operator by name: heuristic here, agent from agents/ (imported
-    lazily: LangChain is only needed when a model is configured). evaluate(source,
-    **overrides): the harness the agent verifies, checks and benchmarks with (the
-    flow passes one that leases a GPU per call); None: avo.harness directly."""
-    if settings.operator == "heuristic":
-        from avo.operators.heuristic import HeuristicOperator
-
-        return HeuristicOperator(settings.lineage_root, knowledge_root=settings.knowledge_root,
-                                 device=settings.device)
-    if settings.operator == "external":  # a coding-agent CLI per candidate (agents/external.py)
-        try:
-            from agents.external import operator_from_settings
-        except ImportError as e:
-            raise OperatorUnavailable(f"the external operator is not available ({e})") from None
-        try:
-            return operator_from_settings(settings, lineage=lineage)
-        except RuntimeError as e:
-            raise OperatorUnavailable(str(e)) from None
-    if not (settings.model or os.environ.get("AVO_MODEL")):
-        raise OperatorUnavailable(f"the agent operator needs a model: {HOW_TO_CONFIGURE_A_MODEL}")
-    try:
-        from agents.operator import operator_from_config
-    except ImportError as e:
-        raise OperatorUnavailable(f"the agent operator is not available ({e}); "
-                                  "install avo with its LangGraph dependencies or use --operator heuristic") from None
-    cfg = dataclasses.replace(settings.cfg, evolve=dataclasses.replace(settings.cfg.evolve, operator="agent"),
-                              harness=dataclasses.replace(settings.cfg.harness, device=settings.device))
-    harness = None
-    if evaluate is not None:
-        from agents.operator import HarnessCalls
-        from avo.compile_stats import compiler_stats_text
-
-        harness = HarnessCalls(evaluate=evaluate, check=lambda src: evaluate(src, quick=True),
-                               bench=lambda src, configs: evaluate(src, configs=configs),
-                               compiler_stats=compiler_stats_text)
-    try:
-        op = operator_from_config(cfg, lineage=lineage, model=settings.model, harness=harness)
-    except Exception as e:  # ModelUnavailable and friends: one line for the user
-        raise OperatorUnavailable(f"{e}; {HOW_TO_CONFIGURE_A_MODEL}") from None
-    if op is None:
-        raise OperatorUnavailable(f"no model configured: {HOW_TO_CONFIGURE_A_MODEL}")
-    return op
-
-
-def supervisor_available() -> bool:
-    """agents/ and the LangGraph stack it needs (a lean GPU worker image may have neither)."""
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("agents", "langgraph", "langchain_core")) and \
-        importlib.util.find_spec("agents.supervisor") is not None
-
-
-def supervise(settings: Settings, lineage, generation: int) -> list[str] | None:
-    """The stagnation hook, called after every generation. When agents/supervisor.py
-    is importable, its `maybe_supervise` applies its stagnation rule and, when
-    it fires, reviews the trajectory (with the configured model for the agent
-    operator, else its rules) and writes directions.json; the directions come
-    back as lines. None: not triggered, not installed, or it failed (a warning:
-    the supervisor is advice, never a reason to stop the search)."""
-    if not supervisor_available():
-        return None
-    try:
-        from agents.supervisor import maybe_supervise
-
-        spec = None
-        if settings.operator == "agent":
-            from agents.models import ModelSpec
-
-            spec = ModelSpec.from_config(settings.cfg.agent)
-        out = maybe_supervise(lineage, generation=generation,
-                              patience=settings.cfg.evolve.stagnation_generations, spec=spec)
-    except Exception as e:  # noqa: BLE001
-        print(f"avo: warning: the supervisor failed ({type(e).__name__}: {e}); continuing without it",
-              file=sys.stderr)
-        return None
-    return out.as_prompt_lines() if out is not None else None
 
 
 def current_directions(settings: Settings, state_directions: list[str]) -> list[str]:

@@ -2,9 +2,9 @@
 
     seed        an empty lineage first gets v0: the seed kernel, evaluated and committed
     generation  the subflow in flows/generation.py, once per generation
-    supervise   after `stagnation_generations` generations without a commit, the
-                supervisor (agents/supervisor.py, when it exists) writes directions;
-                without one, the heuristic widens its moves
+    supervise   the supervisor the wiring built (flows/wiring.py) reviews the
+                generation: on stagnation it writes directions (agents/supervisor.py),
+                or, without agents/, tells the heuristic to widen its moves
 
 Resume: the run's journal (avo.run_state) says which generation is in flight
 and what was spent; running the flow again continues an unfinished run and
@@ -15,7 +15,6 @@ function backs `avo evolve`, `avo serve` and the deployment in prefect.yaml.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import flows  # noqa: F401  (Prefect defaults, before prefect is imported)
@@ -25,11 +24,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from avo import live
 from avo.budget import exhausted, left, target_met
-from avo.evolution import Settings, make_operator, resolve, supervise, supervisor_available
+from avo.evolution import Settings, resolve
 from avo.lineage import Lineage
 from avo.run_state import load_or_start, save
 from avo.selection import comparable_versions
 from flows import generation as gen
+from flows.wiring import make_operator, make_supervisor, make_tracker
 
 
 @dataclass
@@ -95,7 +95,8 @@ def evolve(generations: int | None = None, population: int | None = None, operat
               device=settings.device, suite=settings.suite, operator=settings.operator,
               population=settings.population, budget=settings.budget, spent=state.spent.to_dict(),
               lineage=str(settings.lineage_root))
-    tracker = _tracker(settings)
+    tracker = make_tracker(settings)
+    supervisor = make_supervisor(settings)
     generation_flow = gen.generation.with_options(task_runner=_task_runner(settings))
 
     with _session(tracker, settings, state):
@@ -118,11 +119,7 @@ def evolve(generations: int | None = None, population: int | None = None, operat
             if report.stopped:
                 continue  # the loop head reports why (a stop request, a budget)
             state.since_commit = 0 if report.committed else state.since_commit + 1
-            directions = supervise(settings, lineage, report.generation)
-            if directions is None and not supervisor_available() \
-                    and state.since_commit >= settings.cfg.evolve.stagnation_generations:
-                directions = [f"stagnation: {state.since_commit} generations without a commit; explore "
-                              "combinations of knobs and feature switches"]
+            directions = supervisor.review(lineage, report.generation, state.since_commit)
             if directions:
                 state.directions = directions
                 live.emit("supervise", directions=directions)
@@ -145,20 +142,6 @@ def evolve(generations: int | None = None, population: int | None = None, operat
         summary.best_ratio_cudnn = best.result.geomean_ratio_cudnn
     live.emit("end", summary=summary)
     return summary
-
-
-def _tracker(settings: Settings):
-    """MLflow, when enabled and installed (the GPU image may lack it: then no tracking)."""
-    if not settings.cfg.tracking.enabled:
-        return None
-    import importlib.util
-
-    if importlib.util.find_spec("mlflow") is None:
-        print("avo: warning: mlflow is not installed; candidates are not tracked", file=sys.stderr)
-        return None
-    from avo.tracking import Tracker
-
-    return Tracker.from_config(settings.cfg.tracking, root=settings.root)
 
 
 def _session(tracker, settings: Settings, state):

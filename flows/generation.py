@@ -29,6 +29,7 @@ from prefect.futures import as_completed
 from avo import gpu_pool, live
 from avo.budget import exhausted
 from avo.candidate import Candidate
+from avo.errors import BudgetExceeded, OperatorUnavailable, ProposalFailed
 from avo.evolution import Settings, current_directions
 from avo.harness import evaluate as harness_evaluate  # tests swap this for a fake
 from avo.lineage import CommitDecision, Lineage, unified_diff
@@ -155,9 +156,9 @@ def generation(settings: Settings, state: RunState, operator, tracker=None) -> G
                 e = proposal_error
             else:  # the harness or the lineage broke (not the candidate: that is a status): stop;
                 raise  # the journal is saved, so `avo evolve` resumes from here
-            if type(e).__name__ in ("ModelUnavailable", "OperatorUnavailable"):
+            if isinstance(e, OperatorUnavailable) and not isinstance(e, ProposalFailed):
                 raise  # a configuration problem: every slot would fail the same way
-            if type(e).__name__ == "BudgetExceeded":  # the agent's own token/cost budget
+            if isinstance(e, BudgetExceeded):  # the agent's own token/cost budget
                 live.request_stop(f"budget spent: {e}")
                 report.stopped = True
                 continue

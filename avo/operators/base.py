@@ -33,3 +33,10 @@ class VariationOperator(Protocol):
     name: str  # "heuristic" | "agent"
 
     def vary(self, ctx: VaryContext) -> Candidate: ...
+
+
+class Supervisor(Protocol):
+    """Reviews the search after each generation; built by the wiring (flows/wiring.py)."""
+
+    def review(self, lineage, generation: int, since_commit: int) -> list[str] | None:
+        """New directions (lines for the operator's prompt), or None: carry on."""
