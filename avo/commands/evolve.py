@@ -8,7 +8,10 @@ API unless PREFECT_API_URL names a server; state lives in .prefect/ (Prefect),
 from __future__ import annotations
 
 import os
+import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 from rich.console import Console, Group
@@ -17,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from avo.commands.bench import fail
+from avo.units import tflops, unit_label
 
 console = Console()
 
@@ -85,15 +89,17 @@ def evolve(
     except (OperatorUnavailable, ConfigError, ValueError, RuntimeError) as e:
         fail(str(e).splitlines()[0] if str(e).strip() else type(e).__name__)
     preflight(resolved, device_flag=device)
-    from flows.api_server import temporary_api
+    from avo.edge import temporary_api
 
-    display = Progress()
+    # In a terminal: a live panel. Piped or redirected: one plain line per event, as it happens.
+    # Either way the same lines go to .avo/evolve/<run>/progress.log.
+    display = Progress(plain=not console.is_terminal, log_dir=resolved.state_file.parent)
     unsubscribe = live.subscribe(display.on_event)
+    _say_git_commits(resolved)
     try:
         # Ctrl-C / SIGTERM: stop after the candidates in flight. The temporary Prefect API runs in
         # its own session, so the terminal's Ctrl-C does not reach it (flows/api_server.py).
-        with live.stop_on_sigint(), temporary_api(), \
-                Live(display.render(), console=console, refresh_per_second=4, transient=False) as screen:
+        with live.stop_on_sigint(), temporary_api(), display.screen_for(console) as screen:
             display.screen = screen
             summary = evolve_flow(**options)
     except (OperatorUnavailable, ConfigError, ValueError) as e:
@@ -103,15 +109,19 @@ def evolve(
         raise typer.Exit(130)
     finally:
         unsubscribe()
+        display.close()
     interp = resolved.device == "cpu"
-    best = (f"best v{summary.best_version}: {summary.best_geomean * (1e3 if interp else 1):.4g} "
-            f"{'GFLOP/s (interpreter)' if interp else 'TFLOPS'} geomean"
+    best = (f"best v{summary.best_version}: {tflops(summary.best_geomean, interp)} {unit_label(interp)} geomean"
             + (f", {summary.best_ratio_cudnn:.3f}x cuDNN" if summary.best_ratio_cudnn else "")
             if summary.best_version is not None else "no version yet")
-    console.print()
+    if not display.plain:
+        console.print()
     state = "finished" if summary.finished else "stopped early; run `avo evolve` again to resume"
     console.print(f"{summary.stop_reason or 'done'} — run {summary.run_id} {state}. "
-                  f"{summary.evaluated} evaluated, {len(summary.committed)} committed. {best}", highlight=False)
+                  f"{summary.evaluated} evaluated, {len(summary.committed)} committed. {best}",
+                  highlight=False, soft_wrap=True)
+    if display.log_path is not None:
+        console.print(f"progress log: {display.log_path}", highlight=False, soft_wrap=True)
     if summary.stop_reason.startswith("interrupted"):
         raise typer.Exit(130)  # stopped by Ctrl-C / SIGTERM (recorded, resumable): 128 + SIGINT, as shells do
 
@@ -158,11 +168,29 @@ def serve(
 
 
 # ---------------------------------------------------------------- the live display
-class Progress:
-    """Listens to avo.live events and draws: generation, candidates done/failed,
-    best geomean, ratio to cuDNN, time and budget left."""
+def _say_git_commits(resolved) -> None:
+    """Once per run: promotions are also git commits in this checkout (lineage.git_commit)."""
+    from avo.git_commit import should_git_commit
 
-    def __init__(self):
+    if not should_git_commit(resolved.cfg.lineage.git_commit, resolved.lineage_root):
+        return
+    console.print(f"avo evolve commits each promoted version's files under {resolved.lineage_root} to git "
+                  f"(lineage.git_commit: {resolved.cfg.lineage.git_commit}); set lineage.git_commit: 'off' "
+                  "in params.yaml to keep git out of it.", highlight=False, soft_wrap=True, style="dim")
+
+
+class Progress:
+    """Listens to avo.live events. In a terminal it draws a live panel: generation,
+    candidates done/failed, best geomean, ratio to cuDNN, time and budget left.
+    With `plain` (stdout is a pipe or a file) it prints one line per event,
+    flushed at once and never wrapped. Both write the same lines, timestamped, to
+    <log_dir>/<run id>/progress.log."""
+
+    def __init__(self, plain: bool = False, log_dir: Path | None = None):
+        self.plain = plain
+        self.log_dir = log_dir
+        self.log_path: Path | None = None
+        self._log = None
         self.screen = None
         self.info: dict = {}
         self.generation = None
@@ -170,9 +198,18 @@ class Progress:
         self.done = self.failed = self.committed = 0
         self.best = None  # (version, geomean, ratio)
         self.left: dict = {}
+        self.ended = None  # the summary, once the run has returned
         self.recent: list[str] = []
         self.t0 = time.monotonic()
         self.note = ""
+
+    @contextmanager
+    def screen_for(self, console: Console):
+        if self.plain:
+            yield None
+            return
+        with Live(self.render(), console=console, refresh_per_second=4, transient=False) as screen:
+            yield screen
 
     def on_event(self, kind: str, data: dict) -> None:
         if kind == "start":
@@ -180,8 +217,9 @@ class Progress:
             self.generation = data["generation"]
             if data.get("resumed"):
                 self.note = f"resuming run {data['run_id']} at generation {data['generation']}"
+            self._open_log(data["run_id"])
         elif kind == "seed":
-            self.recent.append(f"seed evaluated: {data['status']}, geomean {data['geomean']:.4g}")
+            self.recent.append(f"seed evaluated: {data['status']}, geomean {self._fig(data['geomean'])}")
         elif kind == "generation":
             self.generation, self.index, self.left = data["generation"], data["index"], data["left"]
         elif kind == "candidate":
@@ -191,30 +229,84 @@ class Progress:
             self.committed += bool(data.get("committed"))
             verdict = f"committed v{data['version']}" if data.get("committed") else data["status"]
             self.recent.append(f"g{data['generation']} slot {data['slot']} {data['technique']}: {verdict}"
-                               + (f" ({data.get('detail', '')[:80]})" if not data.get("committed") else ""))
+                               + (f" ({data.get('detail', '')[:200]})" if not data.get("committed") else ""))
         elif kind in ("warning", "stopping"):
             self.recent.append(data.get("message") or data.get("reason", ""))
         elif kind == "supervise":
-            self.recent.append("stagnation: " + "; ".join(data["directions"])[:120])
+            self.recent.append("stagnation: " + "; ".join(data["directions"])[:200])
+        elif kind == "end":
+            self.ended = data.get("summary")
+        line = self.line(kind, data)
+        if line:
+            self._write(line)
         self.recent = self.recent[-6:]
         if self.screen is not None:
             self.screen.update(self.render())
 
+    def line(self, kind: str, data: dict) -> str:
+        """The event as one line of text ('' for none)."""
+        if kind == "start":
+            info = self.info
+            return (f"run {info['run_id']} {'resumed at' if info.get('resumed') else 'started at'} generation "
+                    f"{info['generation']} · {info.get('operator')} operator · {info.get('device')} · suite "
+                    f"{info.get('suite')} · population {info.get('population')}")
+        if kind == "generation":
+            return f"generation {self.generation} ({self.index} of this run) started; left: {self._left()}"
+        if kind in ("seed", "candidate", "warning", "stopping", "supervise"):
+            return self.recent[-1] if self.recent else ""
+        if kind == "end" and self.ended is not None:
+            return f"run {self.ended.run_id} {'finished' if self.ended.finished else 'stopped'}: " \
+                   f"{self.ended.stop_reason or 'done'}"
+        return ""
+
+    def _open_log(self, run_id: str) -> None:
+        if self.log_dir is None or self._log is not None:
+            return
+        try:
+            path = Path(self.log_dir) / run_id / "progress.log"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(path, "a", encoding="utf-8", buffering=1)
+            self.log_path = path
+        except OSError as e:  # a log that cannot be written must not stop the run
+            print(f"avo: warning: no progress log ({e})", file=sys.stderr)
+
+    def _write(self, line: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        if self._log is not None:
+            self._log.write(f"{stamp} {line}\n")
+        if self.plain:
+            print(f"{stamp} {line}", flush=True)
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _interp(self) -> bool:
+        return self.info.get("device") == "cpu"
+
+    def _fig(self, x) -> str:
+        return f"{tflops(x, self._interp())} {unit_label(self._interp())}"
+
+    def _left(self) -> str:
+        return ", ".join(f"{v:.1f} {k.replace('_', ' ')}" if isinstance(v, float) else f"{v} {k}"
+                         for k, v in self.left.items()) or "-"
+
     def render(self):
         table = Table.grid(padding=(0, 2))
         info = self.info
-        unit = "GFLOP/s (interpreter)" if info.get("device") == "cpu" else "TFLOPS"
         table.add_row("run", f"{info.get('run_id', '…')} · {info.get('operator', '?')} operator · "
                              f"{info.get('device', '?')} · suite {info.get('suite', '?')} · "
                              f"population {info.get('population', '?')}")
         table.add_row("generation", f"{self.generation} ({self.index} of this run)" if self.generation else "…")
         table.add_row("candidates", f"{self.done} evaluated, {self.failed} failed, {self.committed} committed")
-        best = self._best_text(unit)
-        table.add_row("best", best)
+        table.add_row("best", self._best_text(unit_label(self._interp())))
         elapsed = time.monotonic() - self.t0
-        left = ", ".join(f"{v:.1f} {k.replace('_', ' ')}" if isinstance(v, float) else f"{v} {k}"
-                         for k, v in self.left.items()) or "-"
-        table.add_row("time", f"{elapsed / 60:.1f} min elapsed; left: {left}")
+        if self.ended is not None:  # the budget figures were from the last generation's start
+            left = "run finished" if self.ended.finished else "stopped; `avo evolve` resumes it"
+            table.add_row("time", f"{elapsed / 60:.1f} min elapsed; {left}")
+        else:
+            table.add_row("time", f"{elapsed / 60:.1f} min elapsed; left: {self._left()}")
         lines = [Text(line, style="dim") for line in self.recent]
         head = [Text(self.note, style="cyan")] if self.note else []
         return Group(*head, table, *lines)
@@ -230,7 +322,6 @@ class Progress:
         if not pool:
             return "-"
         best = max(pool, key=lambda v: (v.geomean, -v.number))
-        scale = 1e3 if best.result.interpreter else 1.0
         ratio = best.result.geomean_ratio_cudnn
-        return (f"v{best.number}: {best.geomean * scale:.4g} {unit}"
+        return (f"v{best.number}: {tflops(best.geomean, best.result.interpreter)} {unit}"
                 + (f", {ratio:.3f}x cuDNN" if ratio else ", ratio to cuDNN n/a on CPU"))
