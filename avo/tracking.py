@@ -5,6 +5,13 @@ per candidate (params: parent, operator, generation, technique; metrics: TFLOPS
 per configuration, geomean, ratios to cuDNN and FA2, errors, compile stats;
 tags: status, committed; artifacts: source, diff to parent, harness log).
 
+Names a person can find: the session run is `evolve <date time> <suite>`, a
+candidate `g<generation>-c<n> <technique>` (n counts the generation's candidates
+in the order they finished). Each lineage version a candidate derives from is
+logged once per session as a baseline run, `baseline v<N> <technique>` (tag
+avo.kind=baseline), with the same metric keys from the figures the lineage
+recorded for it, so MLflow's compare view has the parent beside its children.
+
 The default store is local: sqlite:///<repo>/mlflow/mlflow.db with artifacts in
 <repo>/mlflow/artifacts, no server; MLFLOW_TRACKING_URI or params.yaml
 (tracking.uri) point elsewhere. Tracking is a by-product, never a dependency:
@@ -69,6 +76,9 @@ class Tracker:
         self.enabled = enabled
         self.warnings: list[str] = []  # what went wrong, for callers and tests
         self.session_run_id: str | None = None
+        self.lineage_root: Path | None = None  # where baselines (parent versions) are read from
+        self._baselines: set[int] = set()  # versions logged as baselines in this session
+        self._per_generation: dict[int, int] = {}  # candidates logged per generation (the c<n> in names)
         self._client = None
         self._experiment_id: str | None = None
 
@@ -80,15 +90,20 @@ class Tracker:
     # ------------------------------------------------------------ public API
     @contextmanager
     def start_session(self, name: str | None = None, params: dict | None = None,
-                      tags: dict | None = None) -> Iterator["Tracker"]:
-        """The parent run of one evolve session; candidates logged inside nest under it."""
+                      tags: dict | None = None, lineage_root: Path | str | None = None,
+                      suite: str | None = None) -> Iterator["Tracker"]:
+        """The parent run of one evolve session; candidates logged inside nest under it.
+        Default name: `evolve <date time> <suite>`. With `lineage_root`, each parent
+        version is logged once as a baseline run (see the module docstring)."""
         run_id = None
+        self.lineage_root = Path(lineage_root) if lineage_root else None
+        self._baselines, self._per_generation = set(), {}
         if not self.enabled:
             yield self
             return
         with self._guard("starting the session run"):
             client, exp = self._connect()
-            run = client.create_run(exp, run_name=name or f"evolve-{time.strftime('%Y%m%d-%H%M%S')}",
+            run = client.create_run(exp, run_name=name or session_name(suite),
                                     tags={"avo.kind": "session", **_str_dict(tags or {})})
             run_id = run.info.run_id
             self._log_batch(run_id, params=_flatten(params or {}))
@@ -118,6 +133,8 @@ class Tracker:
         """One run per candidate (nested under the session, if any). Returns its run id."""
         if not self.enabled:
             return None
+        if candidate.parent is not None:
+            self.log_baseline(candidate.parent)
         with self._guard("logging a candidate"):
             client, exp = self._connect()
             gen = candidate.generation if generation is None else generation
@@ -134,9 +151,11 @@ class Tracker:
                 tags["message"] = result.message
             if self.session_run_id:
                 tags["mlflow.parentRunId"] = self.session_run_id
-            run = client.create_run(exp, run_name=_clip(f"g{gen}-{candidate.operator}-"
-                                                        f"{candidate.technique.name}", 200),
-                                    tags=_str_dict(tags))
+            self._per_generation[gen] = self._per_generation.get(gen, 0) + 1
+            name = (f"seed v{decision.version if decision and decision.version is not None else 0}"
+                    if candidate.operator == "seed"
+                    else f"g{gen}-c{self._per_generation[gen]} {candidate.technique.name}")
+            run = client.create_run(exp, run_name=_clip(name, 200), tags=_str_dict(tags))
             run_id = run.info.run_id
             self._log_batch(run_id, params=_candidate_params(candidate, result, gen),
                             metrics={**_candidate_metrics(result, decision), **_operator_metrics(candidate.meta)})
@@ -149,6 +168,41 @@ class Tracker:
                 transcript = _transcript(candidate.meta)
                 if transcript:  # an external coding agent's stdout/stderr (truncated)
                     client.log_text(run_id, transcript, "agent_transcript.log")
+            client.set_terminated(run_id, "FINISHED")
+            return run_id
+        return None
+
+    def log_baseline(self, number: int) -> str | None:
+        """Lineage version `number` as a baseline run of this session (once), with the
+        metrics its lineage record holds. None if there is no lineage or no such version."""
+        if not (self.enabled and self.lineage_root) or number in self._baselines:
+            return None
+        self._baselines.add(number)
+        from avo.lineage import Lineage  # lazy: the tracker stays importable alone
+
+        lineage = Lineage(self.lineage_root)
+        if not lineage.has(number):
+            return None
+        version = lineage.get(number)
+        result = version.result
+        with self._guard("logging a baseline"):
+            client, exp = self._connect()
+            tags = {"avo.kind": "baseline", "status": result.status, "committed": "true",
+                    "version": f"v{number}", "device": result.device,
+                    "interpreter": str(result.interpreter).lower(),
+                    **{f"env.{k}": v for k, v in result.env.items() if v is not None}}
+            if self.session_run_id:
+                tags["mlflow.parentRunId"] = self.session_run_id
+            technique = version.technique.name if version.technique else ""
+            run = client.create_run(exp, run_name=_clip(f"baseline v{number} {technique}".strip(), 200),
+                                    tags=_str_dict(tags))
+            run_id = run.info.run_id
+            params = {"version": f"v{number}", "suite": result.suite, "device": result.device,
+                      "source_sha256": version.sha256}
+            self._log_batch(run_id, params=params, metrics=_candidate_metrics(result, None))
+            if self.log_artifacts:
+                client.log_text(run_id, version.source, "kernel.py")
+                client.log_text(run_id, result.to_json(), "result.json")
             client.set_terminated(run_id, "FINISHED")
             return run_id
         return None
@@ -200,6 +254,11 @@ class Tracker:
             self._client.log_batch(run_id, params=ps[i:i + 100])
         for i in range(0, len(ms), 1000):  # and at 1000 metrics
             self._client.log_batch(run_id, metrics=ms[i:i + 1000])
+
+
+def session_name(suite: str | None = None) -> str:
+    """`evolve 2026-11-26 05:30 cpu`: when it started and what it measured."""
+    return f"evolve {time.strftime('%Y-%m-%d %H:%M')}" + (f" {suite}" if suite else "")
 
 
 def _candidate_params(candidate: "Candidate", result: "EvalResult", generation: int) -> dict:
