@@ -26,10 +26,14 @@ console = Console()
 
 
 def _quiet_prefect() -> None:
-    """Prefect's per-task INFO lines would scroll the live display away."""
+    """Prefect's per-task INFO lines would scroll the live display away: the console
+    shows warnings only, while flow and task runs still log at INFO to the Prefect
+    API (each generation-<n> flow run's log lists its select/vary/evaluate/commit/log
+    task runs in Prefect's UI)."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "INFO")
 
 
 def evolve(
