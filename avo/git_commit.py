@@ -53,8 +53,15 @@ def busy_reason(top: Path) -> str | None:
 
 
 def should_git_commit(setting: str, lineage_root: Path) -> bool:
-    """params.yaml lineage.git_commit: "on", "off", or "auto" (on inside a git work tree)."""
+    """params.yaml lineage.git_commit: "on", "off", or "auto": on inside a git work
+    tree, except inside a DVC experiment (`dvc exp run` sets DVC_EXP_NAME), where DVC
+    itself commits the stage's results to the experiment's ref; a commit of ours
+    would move the HEAD the experiment is based on."""
+    import os
+
     if setting == "off":
+        return False
+    if setting == "auto" and os.environ.get("DVC_EXP_NAME"):
         return False
     return setting == "on" or work_tree_of(lineage_root) is not None
 
