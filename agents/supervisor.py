@@ -1,6 +1,6 @@
 """The supervisor: a stagnation rule, a review of the trajectory, new directions.
 
-    verdict = detect_stagnation(lineage.attempts(), generation=g, patience=3)
+    verdict = Population.of(lineage).stagnation(g, patience=3)   # avo.population: the one rule
     if verdict.triggered:
         supervise(lineage_root, attempts, lineage_summary, generation=g, trigger=verdict.reason,
                   model=chat_model_or_None)      # writes <lineage_root>/directions.json
@@ -17,7 +17,6 @@ try the known levers that the attempts log shows were never tried.
 """
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing_extensions import TypedDict
 from agents import prompts
 from agents.models import Budget, BudgetExceeded, ModelSpec, Usage, invoke_model
 from avo.directions import Directions, read_directions, write_directions
+from avo.population import Population, Stagnation, technique_key
 
 # Levers known to matter on Hopper (knowledge_base/ explains each), as
 # (keywords that mark an attempt as having tried it, the direction to give).
@@ -57,34 +57,15 @@ LEVERS = [
 
 
 # ----------------------------------------------------------- stagnation rule
-@dataclass(frozen=True)
-class Stagnation:
-    triggered: bool
-    reason: str  # one line; "" when not triggered
+def detect_stagnation(attempts: list[dict], *, generation: int, patience: int = 3, repeats: int = 3,
+                      last_review: int | None = None) -> Stagnation:
+    """Whether the search has stagnated after `generation`: avo.population's rule
+    (the one rule; this name stays for callers that hold attempt dicts)."""
+    return Population.from_records(attempts).stagnation(generation, patience, repeats, last_review)
 
 
 def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", (name or "").lower()).strip("-")
-
-
-def detect_stagnation(attempts: list[dict], *, generation: int, patience: int = 3, repeats: int = 3,
-                      last_review: int | None = None) -> Stagnation:
-    """Whether the search has stagnated after `generation` (attempts: the lineage's log)."""
-    if last_review is not None and generation - last_review < patience:
-        return Stagnation(False, "")
-    committed = [int(a.get("generation") or 0) for a in attempts if a.get("committed") and a.get("operator") != "seed"]
-    last_commit = max(committed, default=min((int(a.get("generation") or 0) for a in attempts), default=0))
-    since = generation - last_commit
-    if since >= patience:
-        return Stagnation(True, f"{since} generations without a commit (since generation {last_commit})")
-    recent = [a for a in attempts if int(a.get("generation") or 0) > last_commit and not a.get("committed")]
-    names = Counter(_norm(a.get("technique", {}).get("name", "")) for a in recent)
-    names.pop("", None)
-    if names:
-        name, count = names.most_common(1)[0]
-        if count >= repeats:
-            return Stagnation(True, f"direction {name!r} tried {count} times since the last commit without one")
-    return Stagnation(False, "")
+    return technique_key(name)
 
 
 # --------------------------------------------------------------------- graph
@@ -239,13 +220,16 @@ def supervise(lineage_root: str | Path, attempts: list[dict], lineage_summary: s
 
 
 def maybe_supervise(lineage, *, generation: int, patience: int = 3, repeats: int = 3, model=None,
-                    spec: ModelSpec | None = None, budget: Budget | None = None, knowledge=None) -> Directions | None:
+                    spec: ModelSpec | None = None, budget: Budget | None = None, knowledge=None,
+                    population: Population | None = None) -> Directions | None:
     """The evolve loop's one call after each generation: apply the stagnation rule
-    to `lineage` (avo.lineage.Lineage) and, when it fires, review and write directions."""
+    (avo.population) to the history and, when it fires, review and write directions.
+    `population`: the history the caller already holds (read from `lineage` if None)."""
+    population = population if population is not None else Population.of(lineage)
     previous = read_directions(lineage.root)
-    verdict = detect_stagnation(lineage.attempts(), generation=generation, patience=patience, repeats=repeats,
-                                last_review=previous.generation if previous else None)
+    verdict = population.stagnation(generation, patience, repeats,
+                                    last_review=previous.generation if previous else None)
     if not verdict.triggered:
         return None
-    return supervise(lineage.root, lineage.attempts(), lineage.summary(), generation=generation,
+    return supervise(lineage.root, population.records(), lineage.summary(), generation=generation,
                      trigger=verdict.reason, model=model, spec=spec, budget=budget, knowledge=knowledge)

@@ -86,18 +86,3 @@ def left(budget: Budget, spent: Spent) -> dict[str, float]:
     if budget.dollars is not None:
         out["dollars"] = budget.dollars - spent.dollars
     return out
-
-
-@dataclass
-class Stagnation:
-    """Counts generations without a commit; `triggered` after `patience` of them."""
-
-    patience: int
-    since_commit: int = 0
-
-    def record(self, commits: int) -> None:
-        self.since_commit = 0 if commits else self.since_commit + 1
-
-    @property
-    def triggered(self) -> bool:
-        return self.since_commit >= self.patience

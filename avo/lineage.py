@@ -218,24 +218,26 @@ class Lineage:
     def init_from_seed(self, seed_path: str | Path, result: EvalResult) -> Version:
         """Create v0 from the seed kernel (idempotent for the same seed source)."""
         seed_path = Path(seed_path)
-        source = seed_path.read_text(encoding="utf-8")
-        candidate = Candidate(source=source, parent=None, operator="seed",
-                              technique=Technique(name="seed", why=f"seed kernel {seed_path.name}"))
+        return self.start(seed_candidate(seed_path), result, label=str(seed_path), note=f"seed: {seed_path.name}")
+
+    def start(self, candidate: Candidate, result: EvalResult, label: str = "the seed", note: str = "") -> Version:
+        """v0 from a seed candidate (idempotent for the same source); LineageError if
+        the lineage has another v0 or the seed is not correct (the attempt is recorded)."""
+        source = candidate.source
         self._ensure_root()
         with file_lock(self.root / LOCK_FILE):
             self._sweep_unfinished()
             if self.has(0):
                 v0 = self.get(0)
                 if v0.source != source:
-                    raise LineageError(f"{self.root} already has a v0 that differs from {seed_path}")
+                    raise LineageError(f"{self.root} already has a v0 that differs from {label}")
                 return v0
             if not result.ok:
                 decision = CommitDecision(False, None, f"seed failed: status {result.status}: {result.message}")
                 self._append_attempt(candidate, result, decision)
-                raise LineageError(f"seed {seed_path} is not correct ({result.status}: {result.message})")
+                raise LineageError(f"seed {label} is not correct ({result.status}: {result.message})")
             version = Version(number=0, source=source, parent=None, operator="seed",
-                              technique=candidate.technique, result=result, created=_now(),
-                              note=f"seed: {seed_path.name}")
+                              technique=candidate.technique, result=result, created=_now(), note=note)
             self._write_version(version)
             self._append_attempt(candidate, result, CommitDecision(True, 0, "seed"))
             return version
@@ -281,24 +283,11 @@ class Lineage:
         return "\n".join(lines)
 
     def attempts_summary(self, limit: int = 20) -> str:
-        """Short text for prompts: what was tried recently and what happened."""
-        recs = self.attempts(limit)
-        if not recs:
-            return "Attempts: none yet."
-        lines = [f"Last {len(recs)} attempts (oldest first):"]
-        for r in recs:
-            parent = f"v{r['parent']}" if r.get("parent") is not None else "-"
-            outcome = r.get("status", "?")
-            if r.get("status") == "ok":
-                outcome = f"ok {r.get('geomean_tflops', 0):.4g} TFLOPS"
-            verdict = f"committed as v{r['version']}" if r.get("committed") else "not committed"
-            why = r.get("reason") or r.get("message") or ""
-            lines.append(f"gen {r.get('generation', 0)} {r.get('operator', '?')} from {parent} "
-                         f"'{r.get('technique', {}).get('name', '')}': {outcome}; {verdict}"
-                         + (f" ({_clip(why, 160)})" if why else ""))
-        return "\n".join(lines)
+        """Short text for prompts: what was tried recently (avo.population renders it)."""
+        from avo.population import Population
 
-    # ------------------------------------------------------------- internals
+        return Population.from_records(self.attempts(limit)).summary(limit)
+
     def _folder(self, n: int) -> Path:
         return self.root / f"v{n:04d}"
 
@@ -334,6 +323,13 @@ class Lineage:
                         decision: CommitDecision | None, parent: Version | None = None) -> None:
         rec = attempt_record(candidate, result, decision, parent)
         append_line(self.root / ATTEMPTS_FILE, json.dumps(rec, allow_nan=True))
+
+
+def seed_candidate(seed_path: str | Path) -> Candidate:
+    """The seed kernel as a candidate: v0's only possible source."""
+    seed_path = Path(seed_path)
+    return Candidate(source=seed_path.read_text(encoding="utf-8"), parent=None, operator="seed",
+                     technique=Technique(name="seed", why=f"seed kernel {seed_path.name}"))
 
 
 def attempt_record(candidate: Candidate, result: EvalResult, decision: CommitDecision | None,

@@ -7,7 +7,7 @@ commit and the MLflow run are by-products that report failures as warnings
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from avo.candidate import Candidate
 from avo.config import LineageConfig
@@ -22,20 +22,30 @@ class Promotion:
     margin: float
     git: GitOutcome | None = None  # None: no git commit was asked for
     warnings: tuple[str, ...] = field(default=())
+    diff: str = ""  # the candidate against its parent (for the tracker), "" without one
 
 
 def promote(lineage: Lineage, candidate: Candidate, result: EvalResult, cfg: LineageConfig,
             tracker=None, note: str = "") -> Promotion:
-    """Commit `candidate` if the rule allows; record the attempt; git-commit and log it.
+    """Commit `candidate` if the rule allows; record the attempt; git-commit it;
+    log it when a tracker is given. The one commit step of the evolve flow,
+    `avo lineage add` and `avo lineage init` (a candidate with operator "seed"
+    becomes v0, or raises LineageError).
 
-    `tracker` is an avo.tracking.Tracker (or None). The margin is params.yaml's
-    lineage.noise_margin_cuda or noise_margin_cpu, by where `result` was measured.
+    `tracker` is an avo.tracking.Tracker (or None: the flow logs in its own task,
+    through `log`). The margin is params.yaml's lineage.noise_margin_cuda or
+    noise_margin_cpu, by where `result` was measured.
     """
     margin = cfg.margin_for(result.device, result.interpreter)
-    parent_source = None
-    if candidate.parent is not None and lineage.has(candidate.parent):
-        parent_source = lineage.get(candidate.parent).source
-    decision = lineage.commit(candidate, result, margin, note=note)
+    if candidate.operator == "seed" and candidate.parent is None:
+        v0 = lineage.start(candidate, result, note=note or f"seed: {candidate.technique.why}")
+        decision, diff = CommitDecision(True, v0.number, "seed"), ""
+    else:
+        diff = ""
+        if candidate.parent is not None and lineage.has(candidate.parent):
+            diff = unified_diff(lineage.get(candidate.parent).source, candidate.source,
+                                f"v{candidate.parent}/kernel.py", "candidate/kernel.py")
+        decision = lineage.commit(candidate, result, margin, note=note)
 
     warnings: list[str] = []
     git = None
@@ -45,13 +55,17 @@ def promote(lineage: Lineage, candidate: Candidate, result: EvalResult, cfg: Lin
             warnings.append(f"avo: warning: v{decision.version} is in the lineage but not in git: "
                             f"{git.detail}")
             print(warnings[-1], file=sys.stderr)
+    promotion = Promotion(decision, margin, git, tuple(warnings), diff)
     if tracker is not None:
-        diff = (unified_diff(parent_source, candidate.source, f"v{candidate.parent}/kernel.py",
-                             "candidate/kernel.py") if parent_source is not None else "")
-        before = len(tracker.warnings)
-        tracker.log_candidate(candidate, result, decision, diff=diff)
-        warnings.extend(tracker.warnings[before:])  # already printed by the tracker
-    return Promotion(decision, margin, git, tuple(warnings))
+        promotion = log(tracker, candidate, result, promotion)
+    return promotion
+
+
+def log(tracker, candidate: Candidate, result: EvalResult, promotion: Promotion) -> Promotion:
+    """The candidate's MLflow run (a broken store only warns); its warnings join the promotion's."""
+    before = len(tracker.warnings)
+    tracker.log_candidate(candidate, result, promotion.decision, diff=promotion.diff)
+    return replace(promotion, warnings=promotion.warnings + tuple(tracker.warnings[before:]))  # printed already
 
 
 def _git_message(candidate: Candidate, result: EvalResult, decision: CommitDecision, note: str) -> str:

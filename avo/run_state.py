@@ -114,10 +114,9 @@ def save(path: Path, state: RunState) -> None:
 
 
 def already_tried(attempts: list[dict], sha256: str, device: str, suite: str | None) -> dict | None:
-    """The attempt that already evaluated this exact source on this device and
-    suite (a rerun would only re-measure noise), or None."""
-    for a in reversed(attempts):
-        if a.get("source_sha256") == sha256 and a.get("device") == device \
-                and (suite is None or a.get("suite") == suite):
-            return a
-    return None
+    """The attempt record that already evaluated this exact source on this device
+    and suite, or None (avo.population.Population.tried, for attempt dicts)."""
+    from avo.population import Population
+
+    hit = Population.from_records(attempts).tried(sha256, device, suite)
+    return hit.record if hit is not None else None

@@ -25,11 +25,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from avo import live
 from avo.budget import exhausted, left, target_met
 from avo.evolution import Settings, resolve
-from avo.lineage import Lineage
+from avo.lineage import Lineage, seed_candidate
+from avo.promotion import promote
 from avo.run_state import load_or_start, save
 from avo.selection import comparable_versions
 from flows import generation as gen
-from flows.wiring import make_operator, make_supervisor, make_tracker
+from flows.wiring import make_harness, make_operator, make_supervisor, make_tracker
 
 
 @dataclass
@@ -50,12 +51,14 @@ class EvolveSummary:
 @task(name="seed", cache_policy=NO_CACHE)
 def seed(settings: Settings) -> int:
     """v0 from the seed kernel, evaluated on this run's device."""
-    result, _ = gen.judge(settings.seed_path.read_text(), settings)
+    candidate = seed_candidate(settings.seed_path)
+    result, _ = gen.judge(candidate.source, settings)
     if result is None:
         raise RuntimeError("stopped before the seed was evaluated")
-    v0 = Lineage(settings.lineage_root).init_from_seed(settings.seed_path, result)
-    live.emit("seed", geomean=v0.geomean, status=result.status)
-    return v0.number
+    promotion = promote(Lineage(settings.lineage_root), candidate, result, settings.cfg.lineage,
+                        note=f"seed: {settings.seed_path.name}")
+    live.emit("seed", geomean=result.geomean_tflops, status=result.status)
+    return promotion.decision.version
 
 
 def _best(settings: Settings):
@@ -88,7 +91,7 @@ def evolve(generations: int | None = None, population: int | None = None, operat
                        lineage_root=lineage_root, state_dir=state_dir, quick=quick, suite=suite)
     live.reset()
     lineage = Lineage(settings.lineage_root)
-    var_op = make_operator(settings, lineage, evaluate=gen.leased_evaluate(settings))
+    var_op = make_operator(settings, lineage, evaluate=make_harness(settings))
     state = load_or_start(settings.state_file, settings.lineage_root, lineage.attempts())
     summary = EvolveSummary(state.run_id, state.resumed)
     live.emit("start", run_id=state.run_id, resumed=state.resumed, generation=state.generation,
@@ -97,7 +100,8 @@ def evolve(generations: int | None = None, population: int | None = None, operat
               lineage=str(settings.lineage_root))
     tracker = make_tracker(settings)
     supervisor = make_supervisor(settings)
-    generation_flow = gen.generation.with_options(task_runner=_task_runner(settings))
+    generation_flow = gen.generation.with_options(task_runner=_task_runner(settings),
+                                                  flow_run_name="generation-{state.generation}")
 
     with _session(tracker, settings, state):
         if not lineage.versions():
@@ -149,7 +153,7 @@ def _session(tracker, settings: Settings, state):
 
     if tracker is None:
         return nullcontext()
-    return tracker.start_session(name=f"evolve-{state.run_id}-g{state.generation}",
-                                 params={"evolve": settings.cfg.evolve.__dict__, "device": settings.device,
+    return tracker.start_session(params={"evolve": settings.cfg.evolve.__dict__, "device": settings.device,
                                          "operator": settings.operator, "suite": settings.suite},
-                                 tags={"run_id": state.run_id, "resumed": state.resumed})
+                                 tags={"run_id": state.run_id, "resumed": state.resumed},
+                                 lineage_root=settings.lineage_root, suite=settings.suite)

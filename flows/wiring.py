@@ -4,7 +4,7 @@
     operator  = make_operator(settings, lineage)   heuristic (avo/) | agent | external (agents/)
     supervisor = make_supervisor(settings)         agents/supervisor.py, else the core's rule
     tracker   = make_tracker(settings)             MLflow (avo.tracking), or None
-    harness   = avo.harness.evaluate               taken by flows/generation.py (its `judge`)
+    harness   = make_harness(settings)             avo.harness.evaluate on a leased GPU (the agent's)
 
 This is the one module that knows both the core (avo/) and the frameworks
 (agents/, Prefect, MLflow); the core never imports it. The CLI reaches it through
@@ -20,6 +20,7 @@ import sys
 from avo.errors import OperatorUnavailable
 from avo.evolution import Settings, resolve  # noqa: F401  (resolve: the CLI's entry, re-exported)
 from avo.operators.base import Supervisor, VariationOperator
+from avo.population import Population
 
 HOW_TO_CONFIGURE_A_MODEL = ("set agent.model in params.yaml (e.g. openai:gpt-4.1 or anthropic:claude-sonnet-4-5), "
                             "AVO_MODEL, or pass --model; API keys come from the environment "
@@ -71,6 +72,15 @@ def make_operator(settings: Settings, lineage=None, evaluate=None) -> VariationO
     return op
 
 
+def make_harness(settings: Settings):
+    """evaluate(source, **overrides) -> EvalResult on a leased device (the generation's
+    `judge`: one evaluation per GPU at a time), for operators that verify, check or
+    benchmark inside vary (the agent)."""
+    from flows.generation import judge
+
+    return lambda source, **overrides: judge(source, settings, stoppable=False, **overrides)[0]
+
+
 def make_supervisor(settings: Settings) -> Supervisor:
     """agents/supervisor.py when it and the LangGraph stack are installed (a lean GPU
     worker image may have neither), else the core's stagnation rule alone."""
@@ -108,16 +118,16 @@ class AgentSupervisor:
 
 @dataclasses.dataclass(frozen=True)
 class RuleSupervisor:
-    """Without agents/: after `patience` generations without a commit, the heuristic
+    """Without agents/: when the stagnation rule (avo.population) fires, the heuristic
     is told to widen its moves (combinations of knobs and feature switches)."""
 
     patience: int
 
     def review(self, lineage, generation: int, since_commit: int) -> list[str] | None:
-        if since_commit < self.patience:
+        verdict = Population.of(lineage).stagnation(generation, self.patience)  # the one rule
+        if not verdict.triggered:
             return None
-        return [f"stagnation: {since_commit} generations without a commit; explore "
-                "combinations of knobs and feature switches"]
+        return [f"stagnation: {verdict.reason}; explore combinations of knobs and feature switches"]
 
 
 def make_tracker(settings: Settings):

@@ -250,10 +250,14 @@ def init(seed: Path = typer.Option(None, help="Seed kernel (default: params.yaml
     if problem:  # before evaluating the seed
         fail(f"cannot write the lineage {lineage.root}: {problem}")
     result = _evaluate(seed, cfg, device, suite)
+    from avo.lineage import seed_candidate
+    from avo.promotion import promote
+
     try:
-        v0 = lineage.init_from_seed(seed, result)
+        promote(lineage, seed_candidate(seed), result, cfg.lineage, note=f"seed: {seed.name}")
     except LineageError as e:
         fail(str(e), code=1)
+    v0 = lineage.get(0)
     print(f"v0 = {seed}: geomean {v0.geomean:.4g} TFLOPS on {result.env.get('gpu') or result.device}")
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from avo.candidate import Candidate
+from avo.population import Population
 from avo.records import EvalResult
 
 
@@ -27,6 +28,9 @@ class VaryContext:
     # f: the harness, for operators that verify inside their loop (the agent).
     evaluate: Callable[[str], EvalResult] | None = None
     seed: int = 0  # for reproducible randomness
+    # what was tried (avo.population), read once per generation by select; None: the
+    # operator reads its lineage itself (tests, `avo` commands outside a flow)
+    population: Population | None = None
 
 
 class VariationOperator(Protocol):

@@ -1,0 +1,82 @@
+"""The generation's bookkeeping, kept out of its recipe (flows/generation.py):
+after each slot, the run's journal (avo.run_state: what makes a killed run
+resumable), the spent budget and the live progress events.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from avo import live
+from avo.budget import exhausted
+from avo.errors import BudgetExceeded, OperatorUnavailable, ProposalFailed
+from avo.run_state import RunState, save
+
+
+@dataclass
+class GenerationReport:
+    generation: int
+    evaluated: int = 0
+    failed: int = 0
+    committed: list[int] = field(default_factory=list)
+    skipped: int = 0
+    stopped: bool = False  # the generation did not finish all its slots
+
+
+def book(outcome, promotion, report: GenerationReport, state: RunState, settings) -> None:
+    """One slot's outcome (flows.generation: Evaluated, Duplicate or NotRun) into the
+    report, the journal and the live display; a spent budget requests a stop."""
+    from flows.generation import Duplicate, NotRun  # the outcome types live with the recipe
+
+    cand = outcome.candidate
+    if isinstance(outcome, (Duplicate, NotRun)):
+        report.skipped += 1
+        if isinstance(outcome, NotRun):
+            report.stopped = True  # not evaluated: the slot stays open for the resumed run
+        else:
+            _finish(outcome.slot, state, settings)
+        live.emit("candidate", generation=state.generation, slot=outcome.slot, status="skipped",
+                  technique=cand.technique.name, committed=False,
+                  detail=outcome.detail if isinstance(outcome, Duplicate) else "stopping")
+        return
+    result, decision = outcome.result, promotion.decision
+    report.evaluated += 1
+    report.failed += 0 if result.ok else 1
+    if decision.committed:
+        report.committed.append(decision.version)
+    state.spent.add_candidate(cand.meta, result.wall_s, on_gpu=result.device == "cuda")
+    _finish(outcome.slot, state, settings)
+    live.emit("candidate", generation=state.generation, slot=outcome.slot, status=result.status,
+              technique=cand.technique.name, committed=decision.committed, version=decision.version,
+              geomean=result.geomean_tflops, detail=decision.reason, where=outcome.where,
+              spent=state.spent.to_dict())
+    reason = exhausted(settings.budget, state.spent)
+    if reason and "generations" not in reason:  # generations are counted by the evolve loop
+        live.request_stop(reason)
+
+
+def proposal_failed(error: Exception, proposal, slot: int, report: GenerationReport, state: RunState,
+                    settings) -> None:
+    """An evaluation that never ran because its proposal failed, sorted by type
+    (avo.errors). Anything that is not a proposal's error (the harness or the
+    lineage broke: not the candidate, which is a status) re-raises: the journal
+    is saved, so `avo evolve` resumes from here."""
+    try:
+        proposal.result()
+    except Exception as e:  # noqa: BLE001
+        error = e
+    else:
+        raise error
+    if isinstance(error, OperatorUnavailable) and not isinstance(error, ProposalFailed):
+        raise error  # a configuration problem: every slot would fail the same way
+    if isinstance(error, BudgetExceeded):  # the agent's own token/cost budget
+        live.request_stop(f"budget spent: {error}")
+        report.stopped = True
+        return
+    report.failed += 1  # one slot's proposal failed (an operator error): the other slots go on
+    _finish(slot, state, settings)
+    live.emit("warning", message=f"generation {state.generation}, slot {slot}: {type(error).__name__}: {error}")
+
+
+def _finish(slot: int, state: RunState, settings) -> None:
+    state.finish_slot(slot)
+    save(settings.state_file, state)
