@@ -238,6 +238,8 @@ def render_png(versions: list[Version], plotted: list[Version], title: str,
         below = k % 2 == 1 and len(xs_sorted) > 1
         # a label would run over the next version's point when that one is close: put it on the left
         crowded = 0 < k < len(xs_sorted) - 1 and xs_sorted[k + 1][1] - x < max(3, 0.12 * last_x)
+        # the rightmost version's label goes on the left: on the right it runs off the axes
+        crowded = crowded or (k == len(xs_sorted) - 1 and k > 0 and x > 0.8 * last_x)
         ax_g.annotate(f"v{n}: " + _wrap(v.technique.name), (x, v.geomean * scale), fontsize=8,
                       xytext=(-8 if crowded else 6, -14 if below else 8), textcoords="offset points",
                       va="top" if below else "bottom", ha="right" if crowded else "left",

@@ -30,6 +30,7 @@ def bench(
     json_out: Path = typer.Option(None, "--json", help="Also write the full record to this JSON file."),
     timeout: float = typer.Option(None, help="Seconds before the evaluation is killed."),
     quick: bool = typer.Option(False, help="Compile and a small correctness check only; no timing."),
+    problem: Path = typer.Option(None, help="Problem module (default: kernel_src/attention/problem.py)."),
 ) -> None:
     """Evaluate a candidate kernel: correctness on fresh random inputs, then TFLOPS
     against cuDNN and FlashAttention-2 timed in the same run. Exit code 0 only
@@ -39,6 +40,8 @@ def bench(
 
     if device not in ("auto", "cuda", "cpu"):
         fail(f"unknown device {device!r}: use cuda, cpu or auto")
+    if problem is not None and not problem.is_file():
+        fail(f"no such problem module: {problem}")
     if kernel.is_dir():
         fail(f"{kernel} is a directory: give the kernel's .py file (e.g. {kernel}/kernel.py)")
     if not kernel.is_file():
@@ -61,7 +64,8 @@ def bench(
 
     try:
         with console.status(f"evaluating {kernel} in an isolated worker process…"):
-            result = evaluate(kernel, device=device, suite=suite, timeout_s=timeout, quick=quick)
+            result = evaluate(kernel, device=device, suite=suite, timeout_s=timeout, quick=quick,
+                              **({"problem_path": problem.resolve()} if problem is not None else {}))
     except UnknownSuite as e:
         fail(str(e))
 
@@ -108,13 +112,22 @@ def print_result(result: EvalResult, title: str) -> None:
                   highlight=False)
     if env.get("baseline_errors"):
         console.print(f"[yellow]baselines unavailable: {env['baseline_errors']}[/]")
+    if result.sandbox or result.status != "compile_error":
+        sandbox = result.sandbox or "none"
+        warn = "" if sandbox.startswith("namespaces") else " [yellow](weaker than namespaces: see docs/security.md)[/]"
+        console.print(f"sandbox: {sandbox}{warn}", highlight=False)
+    for t in result.heldout:
+        ratio = f", {_ratio(t.ratio_cudnn)} cuDNN" if t.ratio_cudnn else ""
+        console.print(f"held out: {t.config}: {units.tflops(t.tflops, result.interpreter)}{ratio}", highlight=False)
+    for flag in result.flags:
+        console.print(f"[yellow]flag: {flag}[/]", highlight=False)
     colour = "green" if result.ok else "red"
     line = f"status: [bold {colour}]{result.status}[/]"
     if result.message:
         line += f" — {result.message}"
     console.print(line, highlight=False)
     if not result.ok and result.log_tail.strip():
-        console.print("[dim]last lines of the worker log:[/]")
+        console.print("[dim]last lines of the evaluation log:[/]")
         console.print("\n".join(result.log_tail.strip().splitlines()[-8:]), markup=False, highlight=False)
 
 

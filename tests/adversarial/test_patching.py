@@ -1,6 +1,9 @@
 """Patching clocks, timers, comparisons or the harness itself. Each cheat below
-returns garbage (or is honest but tampers), so only the tamper check stands
-between it and an ok."""
+returns garbage (or is honest but tampers). The static checks reject every one;
+at run time the judge's clock, comparison and tolerances live in another process,
+so a patch in the candidate's process changes nothing: garbage stays wrong (or the
+patch itself fails to load), and an honest kernel gains nothing (its timing is the
+judge's). The run-time column names the evidence, not a tamper check."""
 from __future__ import annotations
 
 import pytest
@@ -60,4 +63,20 @@ PATCHES = [
 def test_patching_rejected_by_both_layers(name, preamble, body, static_pat, runtime_pat):
     src = seed_with_preamble(preamble, body)
     assert_verdict(evaluate(src, device="cpu", quick=True), "rejected", r"^static check, .*" + static_pat)
-    assert_verdict(evaluate(src, device="cpu", quick=True, static_checks=False), "rejected", runtime_pat)
+    r = evaluate(src, device="cpu", quick=True, static_checks=False)
+    if body == GARBAGE:  # the patch reached nothing the judge uses: the output is still judged wrong
+        assert r.status in ("incorrect", "compile_error", "rejected"), f"{r.status}: {r.message}"
+    else:  # an honest kernel that patches: correct, and its timing is not its own to set; a patch of
+        # a harness module the runner does not have (the old in-process guard) fails at load
+        assert r.status == "ok" or (r.status == "compile_error" and "KeyError" in r.message), \
+            f"{r.status}: {r.message}"
+
+
+def test_patched_clocks_do_not_reach_the_judges_timing():
+    """Full mode: the honest kernel with time.perf_counter and do_bench patched to 0 is
+    timed by the judge's own clock, in the same range as the unpatched seed."""
+    patched = evaluate(seed_with_preamble("import time\nimport triton.testing\ntime.perf_counter = lambda: 0.0\n"
+                                          "triton.testing.do_bench = lambda *a, **k: 1e-9", HONEST),
+                       device="cpu", static_checks=False)
+    assert patched.status == "ok", patched.message
+    assert all(0 < t.ms and t.tflops < 1e-2 for t in patched.timings), patched.timings
