@@ -24,6 +24,8 @@ def should_commit(result: EvalResult, best_geomean: float | None, margin: float)
         return False, f"status {result.status}{why}"
     if not result.timings:
         return False, "no timed configurations"
+    if result.flags:  # e.g. "overfit: much faster on the suite than on the held-out shapes"
+        return False, f"flagged: {result.flags[0]}"
     g = result.geomean_tflops
     if not (g > 0 and math.isfinite(g)):
         return False, f"geomean {g!r} TFLOPS is not a positive number"
