@@ -108,7 +108,7 @@ def test_ctrl_c_in_a_terminal_stops_cleanly_and_the_next_start_resumes(tmp_path)
                        cwd=REPO, env={**env, "AVO_FAKE_EVAL_S": "0.2"}, capture_output=True, text=True,
                        timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"resuming run {journal['run_id']}" in r.stdout and "finished" in r.stdout
+    assert f"run {journal['run_id']} resumed at generation" in r.stdout and "finished" in r.stdout  # piped: plain lines
     attempts = Lineage(tmp_path / "lineage").attempts()
     assert sorted(a["generation"] for a in attempts) == [0, 1, 1, 2, 2]
     assert len({a["source_sha256"] for a in attempts}) == len(attempts)
