@@ -42,6 +42,9 @@ class HarnessConfig:
     suite: str | None = None  # None: the problem's default suite for the device
     timeout_s: float = field(default=900.0, metadata={"min": 1})
     quick: bool = False  # fewer correctness seeds and timing reps (smoke runs)
+    # The problem module (kernel_src/<problem>/problem.py: shapes, suites, reference,
+    # tolerances, knobs, seed); relative to the params file's folder.
+    problem: str = "kernel_src/attention/problem.py"
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class LineageConfig:
 
     # "{device}" becomes cuda or cpu: interpreter lineages never mix with GPU ones
     root: str = "kernel_src/attention/lineage/{device}"
-    seed: str = "kernel_src/attention/seeds/fa2.py"  # v0
+    seed: str | None = "kernel_src/attention/seeds/fa2.py"  # v0; null: the problem's SEED
     # Commit rule: geomean >= best * (1 + margin). The margin covers run-to-run
     # spread: ~1% on a GPU with CUDA-event timing (measure it with repeated
     # `avo bench` runs; see avo.commit_rule.margin_from_spread). Interpreter

@@ -13,7 +13,7 @@ from pathlib import Path
 from avo.budget import Budget
 from avo.config import Config, load_config, repo_root
 from avo.errors import OperatorUnavailable  # noqa: F401  (re-exported: the CLI catches it)
-from avo.problem import load_problem
+from avo.problem import load_problem, problem_path, seed_path
 from avo.run_state import state_path
 
 
@@ -23,6 +23,7 @@ class Settings:
     root: Path  # the repository root; relative paths hang off it
     lineage_root: Path
     seed_path: Path
+    problem_path: Path  # the problem module (params.yaml harness.problem)
     device: str  # cuda | cpu (resolved)
     suite: str | None
     population: int
@@ -43,7 +44,7 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
             gpu_minutes: float | None = None, max_tokens: int | None = None, max_dollars: float | None = None,
             target_ratio: float | None = None, target_tflops: float | None = None, device: str | None = None,
             dask_address: str | None = None, lineage_root: str | None = None, state_dir: str | None = None,
-            quick: bool | None = None, suite: str | None = None) -> Settings:
+            quick: bool | None = None, suite: str | None = None, problem: str | None = None) -> Settings:
     """params.yaml (or the defaults), with every non-None argument taking precedence."""
     params_path = params_path or os.environ.get("AVO_PARAMS")
     cfg = load_config(params_path)
@@ -55,9 +56,9 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
         target_ratio_cudnn=target_ratio, target_tflops=target_tflops, dask_address=dask_address,
         state_dir=state_dir).items() if v is not None})
     harness = cfg.harness
-    if device is not None or quick is not None or suite is not None:
-        harness = dataclasses.replace(harness, **{k: v for k, v in dict(device=device, quick=quick,
-                                                                        suite=suite).items()
+    if device is not None or quick is not None or suite is not None or problem is not None:
+        harness = dataclasses.replace(harness, **{k: v for k, v in dict(device=device, quick=quick, suite=suite,
+                                                                        problem=problem).items()
                                                   if v is not None})
     agent = dataclasses.replace(cfg.agent, model=model) if model else cfg.agent
     cfg = dataclasses.replace(cfg, evolve=ev, harness=harness, agent=agent)
@@ -76,16 +77,20 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
     budget = Budget(generations=ev.generations, wall_minutes=ev.wall_minutes, gpu_minutes=ev.gpu_minutes,
                     tokens=ev.max_tokens, dollars=ev.max_dollars, target_ratio_cudnn=ev.target_ratio_cudnn,
                     target_tflops=ev.target_tflops)
-    seed_path = root / cfg.lineage.seed
-    if not seed_path.is_file() and not (lineage / "v0000").is_dir():  # the seed is only needed for v0
+    problem_file = problem_path(cfg, root)
+    if not problem_file.is_file():
+        raise ValueError(f"no problem module at {problem_file}: set harness.problem in "
+                         f"{params_path or 'params.yaml'} (relative to that file's folder)")
+    seed_file = seed_path(cfg, root)
+    if not seed_file.is_file() and not (lineage / "v0000").is_dir():  # the seed is only needed for v0
         # relative paths hang off the params file's folder
-        raise ValueError(f"no seed kernel at {seed_path}: set lineage.seed in {params_path or 'params.yaml'} "
+        raise ValueError(f"no seed kernel at {seed_file}: set lineage.seed in {params_path or 'params.yaml'} "
                          "(relative to that file's folder)")
-    problem = load_problem()
+    problem = load_problem(problem_file)
     suite = harness.suite or problem.DEFAULT_SUITE[resolved_device]
     if suite not in problem.SUITES:
         raise ValueError(f"unknown suite {suite!r}; known: {', '.join(problem.SUITES)}")
-    return Settings(cfg=cfg, root=root, lineage_root=lineage, seed_path=seed_path,
+    return Settings(cfg=cfg, root=root, lineage_root=lineage, seed_path=seed_file, problem_path=problem_file,
                     device=resolved_device, suite=suite,
                     population=ev.candidates_per_generation,
                     budget=budget, operator=chosen, model=agent.model, dask_address=ev.dask_address,

@@ -81,14 +81,15 @@ def evolve(generations: int | None = None, population: int | None = None, operat
            max_tokens: int | None = None, max_dollars: float | None = None, target_ratio: float | None = None,
            target_tflops: float | None = None, device: str | None = None, dask_address: str | None = None,
            params_path: str | None = None, lineage_root: str | None = None,
-           state_dir: str | None = None, quick: bool | None = None, suite: str | None = None) -> EvolveSummary:
+           state_dir: str | None = None, quick: bool | None = None, suite: str | None = None,
+           problem: str | None = None) -> EvolveSummary:
     """Evolve the lineage. Every argument overrides params.yaml's evolve/harness
     section; None keeps it. Budgets count over the whole run, across resumes."""
     settings = resolve(params_path=params_path, generations=generations, population=population,
                        operator=operator, model=model, budget_minutes=budget_minutes, gpu_minutes=gpu_minutes,
                        max_tokens=max_tokens, max_dollars=max_dollars, target_ratio=target_ratio,
                        target_tflops=target_tflops, device=device, dask_address=dask_address,
-                       lineage_root=lineage_root, state_dir=state_dir, quick=quick, suite=suite)
+                       lineage_root=lineage_root, state_dir=state_dir, quick=quick, suite=suite, problem=problem)
     live.reset()
     lineage = Lineage(settings.lineage_root)
     var_op = make_operator(settings, lineage, evaluate=make_harness(settings))

@@ -104,7 +104,7 @@ def judge(source: str, settings: Settings, stoppable: bool = True, **overrides) 
         if stoppable and live.stop_requested():  # checked after the wait: only running work finishes
             return None, device_slot
         kw = dict(device=settings.device, suite=settings.suite, timeout_s=h.timeout_s, quick=h.quick,
-                  gpu=device_slot if settings.device == "cuda" else None)
+                  gpu=device_slot if settings.device == "cuda" else None, problem_path=settings.problem_path)
         return harness_evaluate(source, **{**kw, **overrides}), device_slot
 
 

@@ -37,7 +37,7 @@ def make_operator(settings: Settings, lineage=None, evaluate=None) -> VariationO
         from avo.operators.heuristic import HeuristicOperator
 
         return HeuristicOperator(settings.lineage_root, knowledge_root=settings.knowledge_root,
-                                 device=settings.device)
+                                 device=settings.device, problem_path=settings.problem_path)
     if settings.operator == "external":  # a coding-agent CLI per candidate (agents/external.py)
         try:
             from agents.external import operator_from_settings

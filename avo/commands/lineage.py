@@ -238,7 +238,9 @@ def init(seed: Path = typer.Option(None, help="Seed kernel (default: params.yaml
          root: Path = LINEAGE_OPT, params: Path = PARAMS_OPT) -> None:
     """Evaluate the seed kernel and make it v0 (nothing to do if v0 is this seed)."""
     cfg, lineage = open_lineage(root, params)
-    seed = seed or Path(cfg.lineage.seed)
+    from avo.problem import seed_path
+
+    seed = seed or seed_path(cfg, Path("."))
     if not seed.is_file():
         fail(f"no such seed kernel: {seed}")
     if lineage.has(0):
@@ -263,14 +265,15 @@ def init(seed: Path = typer.Option(None, help="Seed kernel (default: params.yaml
 
 def _evaluate(kernel: Path, cfg: Config, device: str | None, suite: str | None):
     from avo.harness import UnknownSuite, evaluate  # torch stays out of `avo lineage list`
-    from avo.problem import load_problem
+    from avo.problem import load_problem, problem_path
 
-    known = load_problem().SUITES
+    problem = problem_path(cfg, Path("."))
+    known = load_problem(problem).SUITES
     if suite and suite not in known:  # before any output: the error stays one line
         fail(f"unknown suite {suite!r}; known: {', '.join(known)}")
     print(f"evaluating {kernel} in an isolated worker process…", file=sys.stderr)
     try:
         return evaluate(kernel, device=device or cfg.harness.device, suite=suite or cfg.harness.suite,
-                        timeout_s=cfg.harness.timeout_s)
+                        timeout_s=cfg.harness.timeout_s, problem_path=problem)
     except (UnknownSuite, ValueError) as e:
         fail(str(e))

@@ -6,9 +6,10 @@ changes one (or, once single moves are used up, two or three) of them within
 legal ranges and writes a Technique saying what it expects and why.
 
 How a move is chosen, for the parent the select step gave this slot:
-1. enumerate legal moves of the knobs the parent has (block sizes ×2 or /2 in
-   16..256, warps 4<->8, stages ±1 in 1..5, feature switches flipped); on a GPU
-   drop moves that cannot fit in shared memory;
+1. enumerate legal moves of the knobs the parent has: a knob the problem declares
+   (problem.KNOBS: its legal values, e.g. block sizes 16..256) goes to a
+   neighbouring value, a feature switch flips; drop moves the problem says
+   cannot launch on this device (problem.fits: shared memory);
 2. drop moves already tried on this parent (the attempts log names every
    heuristic attempt by its setting, e.g. "BLOCK_N=128,NUM_WARPS=4") and moves
    whose source was already evaluated anywhere (its hash);
@@ -34,12 +35,9 @@ from pathlib import Path
 from avo import ast_safe
 from avo.candidate import Candidate, Technique, source_sha256
 from avo.operators.base import VaryContext
+from avo.problem import load_problem
 
-BLOCK_SIZES = (16, 32, 64, 128, 256)
-WARPS = (4, 8)
-STAGES = (1, 2, 3, 4, 5)
-SMEM_BYTES = 227 * 1024  # H100 per-block shared memory
-HEAD_DIM = 128  # the timed suite's head dimension (GPU)
+BLOCK_SIZES = load_problem().KNOBS["BLOCK_M"]  # the default problem's (tests read it)
 FAIL_LOG_RATIO = -0.10  # what a failed attempt counts as, in log(ratio to parent)
 PAIR_PENALTY = 0.015  # prefer single-knob moves: their effect can be read
 
@@ -144,16 +142,19 @@ def parse_move(name: str) -> tuple | None:
     return move
 
 
-def _neighbours(name: str, value: int | bool) -> list[int | bool]:
+def _neighbours(value: int | bool, legal: tuple | None) -> list[int | bool]:
+    """The values next to `value` in the knob's legal values (a switch: the other one)."""
     if isinstance(value, bool):
         return [not value]
-    if name in ("BLOCK_M", "BLOCK_N"):
-        return [v for v in (value // 2, value * 2) if v in BLOCK_SIZES]
-    if name == "NUM_WARPS":
-        return [w for w in WARPS if w != value]
-    if name == "NUM_STAGES":
-        return [s for s in (value - 1, value + 1) if s in STAGES]
-    return []  # an unknown integer knob: no known legal range, leave it alone
+    if not legal or value not in legal:
+        return []  # an integer knob the problem does not declare: no known legal range, leave it alone
+    i = legal.index(value)
+    return [legal[j] for j in (i - 1, i + 1) if 0 <= j < len(legal)]
+
+
+def _base(problem, knob: str) -> str:
+    """The knob whose known effects this one shares (BLOCK_M_D64 -> BLOCK_M)."""
+    return problem.knob_base(knob) if hasattr(problem, "knob_base") else knob
 
 
 def _direction(old, new) -> str:
@@ -162,15 +163,10 @@ def _direction(old, new) -> str:
     return "up" if new > old else "down"
 
 
-def fits_shared_memory(knobs: dict) -> bool:
-    """K and V tiles per pipeline stage plus the Q tile, bf16, must fit in smem."""
-    bm, bn, st = knobs.get("BLOCK_M", 64), knobs.get("BLOCK_N", 64), knobs.get("NUM_STAGES", 2)
-    return 2 * (bm * HEAD_DIM + 2 * st * bn * HEAD_DIM) <= SMEM_BYTES
-
-
-def register_pressure(knobs: dict) -> float:
-    """fp32 accumulator registers per thread; above ~128 the compiler spills."""
-    return knobs.get("BLOCK_M", 64) * HEAD_DIM / (32 * knobs.get("NUM_WARPS", 4))
+def fits_shared_memory(knobs: dict, problem=None, device: str = "cuda") -> bool:
+    """Whether the problem says this setting can launch on the device (shared memory)."""
+    problem = problem or load_problem()
+    return problem.fits(knobs, device) if hasattr(problem, "fits") else True
 
 
 # ---------------------------------------------------------------- history
@@ -227,12 +223,19 @@ class HeuristicOperator:
     name = "heuristic"
 
     def __init__(self, lineage_root: str | Path, knowledge_root: str | Path | None = None,
-                 device: str = "cpu", attempts_reader=None):
+                 device: str = "cpu", attempts_reader=None, problem_path: str | Path | None = None):
         self.lineage_root = Path(lineage_root)
+        self.problem_path = problem_path  # None: avo.problem's default (attention forward)
         self.knowledge_root = Path(knowledge_root) if knowledge_root else None
         self.device = device
         self._attempts_reader = attempts_reader  # tests inject history; default: the lineage's log
         self._kb = None
+
+    @property
+    def problem(self):
+        """The problem module: its KNOBS (legal values), fits() and register_pressure().
+        Loaded by path (cached), so the operator pickles for remote workers."""
+        return load_problem(self.problem_path) if self.problem_path else load_problem()
 
     def _attempts(self) -> list[dict]:
         if self._attempts_reader is not None:
@@ -242,7 +245,8 @@ class HeuristicOperator:
         return Lineage(self.lineage_root).attempts()
 
     def vary(self, ctx: VaryContext) -> Candidate:
-        history = [a for a in self._attempts() if int(a.get("generation") or 0) < ctx.generation]
+        records = ctx.population.records() if ctx.population is not None else self._attempts()
+        history = [a for a in records if int(a.get("generation") or 0) < ctx.generation]
         knobs = read_knobs(ctx.parent_source)
         ranked = self.rank_moves(ctx, knobs, history)
         if not ranked:
@@ -263,23 +267,26 @@ class HeuristicOperator:
         tried_shas = {a.get("source_sha256") for a in history}
         credit = knob_credit(history)
         rng = random.Random(f"{ctx.seed}:{ctx.generation}:{ctx.parent_version}")
+        space = getattr(self.problem, "KNOBS", {})
         singles = [((k, v),) for k, old in sorted(knobs.items())
-                   if k in LEVERS or isinstance(old, bool) for v in _neighbours(k, old)]
+                   if k in space or isinstance(old, bool) for v in _neighbours(old, space.get(k))]
         widen = bool(ctx.directions)  # the search stagnated: combinations cost less
         candidates = singles + [tuple(sorted(a + b)) for a, b in itertools.combinations(singles, 2)
                                 if a[0][0] != b[0][0]]
         scored = []
         for move in candidates:
             after = {**knobs, **dict(move)}
-            if self.device == "cuda" and not fits_shared_memory(after):
+            if not fits_shared_memory(after, self.problem, self.device):
                 continue
             if move_name(move) in tried:
                 continue
             if source_sha256(set_knobs(ctx.parent_source, dict(move))) in tried_shas:
                 continue
-            score = sum(self._part_score(k, knobs[k], v, credit) + _steer(k, ctx.directions) for k, v in move)
+            score = sum(self._part_score(k, knobs[k], v, credit) + _steer(_base(self.problem, k), ctx.directions)
+                        for k, v in move)
             score -= PAIR_PENALTY * (len(move) - 1) * (0.3 if widen else 1.0)
-            if self.device == "cuda" and register_pressure(after) > 128:
+            spill = getattr(self.problem, "ACC_REGISTERS", None)
+            if self.device == "cuda" and spill and self.problem.register_pressure(after) > spill:
                 score -= 0.05
             scored.append((move, score + rng.gauss(0, 0.004)))
         if not scored and knobs:  # everything near was tried: jump (three knobs at once)
@@ -291,9 +298,8 @@ class HeuristicOperator:
                     break
         return sorted(scored, key=lambda ms: (-ms[1], move_name(ms[0])))
 
-    @staticmethod
-    def _part_score(knob: str, old, new, credit) -> float:
-        lever = LEVERS.get(knob, GENERIC_SWITCH)
+    def _part_score(self, knob: str, old, new, credit) -> float:
+        lever = LEVERS.get(_base(self.problem, knob), GENERIC_SWITCH)
         direction = _direction(old, new)
         prior = lever.prior_up if direction in ("up", "on") else lever.prior_down
         seen = credit.get((knob, direction), [])
@@ -305,7 +311,7 @@ class HeuristicOperator:
     def technique(self, move: tuple, knobs: dict) -> Technique:
         parts, whys = [], []
         for knob, new in move:
-            lever = LEVERS.get(knob, GENERIC_SWITCH)
+            lever = LEVERS.get(_base(self.problem, knob), GENERIC_SWITCH)
             up = _direction(knobs[knob], new) in ("up", "on")
             parts.append(f"{knob} {knobs[knob]!r}->{new!r}: {lever.up if up else lever.down}")
             whys.append(lever.why)

@@ -233,3 +233,49 @@ def held_out_shapes(device: str, rng, n: int) -> list[Shape]:
         pool = [(TOKENS // 2 // s, h, kv, s, 128, c, "bfloat16") for s in (2048, 3072, 6144, 12288)
                 for h, kv in ((16, 16), (32, 16), (32, 8), (32, 2), (24, 8)) for c in (False, True)]
     return [Shape(*c) for c in rng.sample(pool, n)]
+
+
+# ------------------------------------------------------------------ search space
+# What a search may change in a candidate: module-level UPPERCASE constants (the
+# seed's `BLOCK_M = 128`) and their legal values, in order; the heuristic moves a
+# knob to a neighbouring value (feature switches, True/False, need no entry). A
+# knob ending in a HEAD_DIM_VARIANTS suffix is the same knob for that head dim
+# (the lineage's kernels pick their tiles per head dim: BLOCK_M_D64, ...).
+SEED = "seeds/fa2.py"  # v0, relative to this file
+BLOCK_SIZES = (16, 32, 64, 128, 256)
+KNOBS = {"BLOCK_M": BLOCK_SIZES, "BLOCK_N": BLOCK_SIZES, "NUM_WARPS": (4, 8), "NUM_STAGES": (1, 2, 3, 4, 5)}
+HEAD_DIM_VARIANTS = {"": 128, "_D64": 64}  # suffix -> the head dim its knobs serve
+KNOBS.update({name + suffix: values for name, values in list(KNOBS.items())
+              for suffix in HEAD_DIM_VARIANTS if suffix})
+SMEM_BYTES = {"cuda": 227 * 1024}  # per-block shared memory (H100); no limit on the interpreter
+ACC_REGISTERS = 128  # fp32 accumulator registers per thread above which the compiler spills
+
+
+def knob_base(name: str) -> str:
+    """'BLOCK_M_D64' -> 'BLOCK_M': the knob whose known effects this one shares."""
+    for suffix in HEAD_DIM_VARIANTS:
+        if suffix and name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _tiles(knobs: dict):
+    """(head_dim, BLOCK_M, BLOCK_N, NUM_WARPS, NUM_STAGES) for each head-dim variant present."""
+    for suffix, head_dim in HEAD_DIM_VARIANTS.items():
+        if suffix and not any(k.endswith(suffix) for k in knobs):
+            continue
+        get = lambda name, default: knobs.get(name + suffix, default)  # noqa: E731
+        yield head_dim, get("BLOCK_M", 64), get("BLOCK_N", 64), get("NUM_WARPS", 4), get("NUM_STAGES", 2)
+
+
+def fits(knobs: dict, device: str) -> bool:
+    """Whether a knob setting can launch on `device`: the Q tile plus one K and one V
+    tile per pipeline stage, 2-byte elements, in shared memory."""
+    limit = SMEM_BYTES.get(device)
+    return limit is None or all(2 * (bm * d + 2 * stages * bn * d) <= limit
+                                for d, bm, bn, _, stages in _tiles(knobs))
+
+
+def register_pressure(knobs: dict) -> float:
+    """fp32 accumulator registers per thread (BLOCK_M x HEAD_DIM over the warps), worst variant."""
+    return max(bm * d / (32 * warps) for d, bm, _, warps, _ in _tiles(knobs))

@@ -1,0 +1,41 @@
+"""avo.population: typed attempts, the history queries and the one stagnation rule."""
+from avo.population import Attempt, Population
+
+
+def rec(generation, name, committed=False, sha="s", status="ok", operator="heuristic", device="cpu", suite="cpu"):
+    return {"generation": generation, "technique": {"name": name}, "committed": committed, "status": status,
+            "operator": operator, "source_sha256": sha, "device": device, "suite": suite,
+            "geomean_tflops": 1.5, "reason": "below the margin", "version": 1 if committed else None}
+
+
+SEED = [rec(0, "seed", True, operator="seed", sha="seed")]
+
+
+def test_attempts_are_typed_and_keep_their_line():
+    a = Attempt.from_record(rec(2, "BLOCK_N=128", sha="abc"))
+    assert a.generation == 2 and a.technique == "BLOCK_N=128" and a.source_sha256 == "abc" and not a.committed
+    assert a.record["reason"] == "below the margin" and "not committed" in a.describe()
+
+
+def test_tried_matches_source_device_and_suite():
+    pop = Population.from_records(SEED + [rec(1, "x", sha="abc")])
+    assert pop.tried("abc", "cpu", "cpu").generation == 1
+    assert pop.tried("abc", "cuda", "avo") is None and pop.tried("nope", "cpu", None) is None
+
+
+def test_since_last_commit_and_stagnation():
+    pop = Population.from_records(SEED + [rec(1, "a", True), rec(2, "b"), rec(3, "c")])
+    assert pop.last_commit_generation() == 1 and [a.technique for a in pop.since_last_commit()] == ["b", "c"]
+    assert not pop.stagnation(3, patience=3).triggered
+    assert pop.stagnation(4, patience=3).triggered
+    repeated = Population.from_records(SEED + [rec(1, "BLOCK_N=128"), rec(1, "block-n 128"), rec(2, "Block_N 128")])
+    assert "tried 3 times" in repeated.stagnation(2, patience=5).reason
+    assert not repeated.stagnation(2, patience=5, last_review=1).triggered  # quiet after a review
+
+
+def test_summary_is_the_lineage_attempts_text():
+    pop = Population.from_records(SEED + [rec(1, "a", True)])
+    text = pop.summary(5)
+    assert text.startswith("Last 2 attempts") and "committed as v1" in text
+    assert Population([]).summary() == "Attempts: none yet."
+    assert pop.before(1).attempts == pop.attempts[:1]
