@@ -42,6 +42,7 @@ class Candidate:
     technique: Technique
     generation: int = 0
     meta: dict = field(default_factory=dict)  # operator-specific: tokens, cost, knobs...
+    origin: dict | None = None  # {"lineage", "version"}: another lineage's version it is a copy of
 
     def __post_init__(self):
         if self.operator not in OPERATORS:

@@ -7,6 +7,7 @@ git keeps and DVC hashes:
     v0000/version.json    parent, operator, technique, evaluation, time, note
     v0001/...
     attempts.jsonl        one line per evaluated candidate, committed or not
+    sources/<sha256>.py   the source of every attempt (committed or not), by its hash
     .gitignore            keeps the lock file and unfinished writes out of git
 
 A version folder is written under a temporary name and renamed into place, so
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import os
 import re
 import shutil
@@ -27,9 +27,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from avo.atomic_files import TMP_PREFIX, append_line, file_lock, fsync_dir, write_file_durably
+from avo.atomic_files import TMP_PREFIX, append_line, atomic_write, file_lock, fsync_dir, write_file_durably
 from avo.candidate import Candidate, Technique, source_sha256
 from avo.commit_rule import should_commit
+from avo.population import attempt_record, model_cost  # noqa: F401  (model_cost: re-exported)
 from avo.records import EvalResult
 
 VERSION_DIR = re.compile(r"^v(\d{4,})$")
@@ -37,8 +38,8 @@ KERNEL_FILE = "kernel.py"
 META_FILE = "version.json"
 ATTEMPTS_FILE = "attempts.jsonl"
 LOCK_FILE = ".lock"
+SOURCES_DIR = "sources"  # every attempted source, by hash: an attempt can be reproduced
 SCHEMA = 1
-ATTEMPT_LOG_CHARS = 2000  # the end of the harness log kept per attempt
 
 
 class LineageError(Exception):
@@ -57,6 +58,7 @@ class Version:
     note: str = ""
     generation: int = 0
     meta: dict = field(default_factory=dict)
+    origin: dict | None = None  # {"lineage", "version"}: the version of another lineage it started from
 
     @property
     def geomean(self) -> float:
@@ -78,6 +80,7 @@ class Version:
             "technique": self.technique.to_dict(), "created": self.created, "note": self.note,
             "source_sha256": self.sha256, "geomean_tflops": self.geomean,
             "meta": self.meta, "result": self.result.to_dict(),
+            **({"origin": self.origin} if self.origin else {}),
         }
 
     @classmethod
@@ -86,7 +89,7 @@ class Version:
                    operator=d["operator"], technique=Technique.from_dict(d.get("technique", {})),
                    result=EvalResult.from_dict(d["result"]), created=d.get("created", ""),
                    note=d.get("note", ""), generation=d.get("generation", 0),
-                   meta=d.get("meta", {}))
+                   meta=d.get("meta", {}), origin=d.get("origin"))
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,7 @@ class Lineage:
                     number=number, source=candidate.source, parent=candidate.parent,
                     operator=candidate.operator, technique=technique, result=result,
                     created=_now(), note=note, generation=candidate.generation,
-                    meta=_jsonable(candidate.meta)))
+                    meta=_jsonable(candidate.meta), origin=candidate.origin))
             decision = CommitDecision(ok, number, reason)
             self._append_attempt(candidate, result, decision, parent)
             return decision
@@ -237,7 +240,8 @@ class Lineage:
                 self._append_attempt(candidate, result, decision)
                 raise LineageError(f"seed {label} is not correct ({result.status}: {result.message})")
             version = Version(number=0, source=source, parent=None, operator="seed",
-                              technique=candidate.technique, result=result, created=_now(), note=note)
+                              technique=candidate.technique, result=result, created=_now(), note=note,
+                              origin=candidate.origin)
             self._write_version(version)
             self._append_attempt(candidate, result, CommitDecision(True, 0, "seed"))
             return version
@@ -252,35 +256,10 @@ class Lineage:
 
     # ------------------------------------------------------------- summaries
     def summary(self, max_versions: int = 12) -> str:
-        """Short text for prompts: the seed, the best and the latest versions."""
-        vs = self.versions()
-        if not vs:
-            return "Lineage: empty (no committed versions yet)."
-        best = self.best() or vs[-1]
-        keep = {vs[0].number: vs[0], best.number: best}  # the seed and the best, always
-        for v in reversed(vs):  # then the most recent
-            if len(keep) >= max(max_versions, 2):
-                break
-            keep.setdefault(v.number, v)
-        shown = sorted(keep.values(), key=lambda v: v.number)
-        head = (f"Lineage: {len(vs)} versions; best {best.name} at {best.geomean:.4g} TFLOPS geomean"
-                f"{_ratio_text(best.result)} ({_where(best.result)}).")
-        lines = [head]
-        if len(shown) < len(vs):
-            lines.append(f"(showing {len(shown)} of {len(vs)})")
-        for v in shown:
-            parent_v = next((p for p in vs if p.number == v.parent), None)
-            delta = ""
-            if parent_v and parent_v.geomean > 0 and comparable(v.result, parent_v.result):
-                delta = f" ({(v.geomean / parent_v.geomean - 1) * 100:+.1f}% vs v{v.parent})"
-            parent = f"v{v.parent}" if v.parent is not None else "-"
-            line = f"{v.name} [{v.operator}, from {parent}] {v.geomean:.4g} TFLOPS{delta}: {v.technique.name}"
-            if v.technique.expected:
-                line += f"; expected: {v.technique.expected}"
-            if v.technique.measured:
-                line += f"; measured: {_measured_text(v.technique.measured)}"
-            lines.append(_clip(line, 400))
-        return "\n".join(lines)
+        """Short text for prompts: the seed, the best and the latest versions (avo.population renders it)."""
+        from avo.population import versions_summary
+
+        return versions_summary(self.versions(), max_versions)
 
     def attempts_summary(self, limit: int = 20) -> str:
         """Short text for prompts: what was tried recently (avo.population renders it)."""
@@ -321,48 +300,47 @@ class Lineage:
 
     def _append_attempt(self, candidate: Candidate, result: EvalResult,
                         decision: CommitDecision | None, parent: Version | None = None) -> None:
-        rec = attempt_record(candidate, result, decision, parent)
+        measured = None
+        if parent is not None and not candidate.technique.measured:
+            measured = measured_effect(result, parent.result)
+        self._keep_source(candidate)  # first: a line in attempts.jsonl always has its source
+        rec = attempt_record(candidate, result, decision, measured)
         append_line(self.root / ATTEMPTS_FILE, json.dumps(rec, allow_nan=True))
+
+    def _keep_source(self, candidate: Candidate) -> None:
+        path = self.root / SOURCES_DIR / f"{candidate.sha256}.py"
+        if not path.is_file():
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, candidate.source)
+
+    def source_of(self, sha256: str) -> str | None:
+        """The source an attempt evaluated (attempts.jsonl's source_sha256), if kept."""
+        path = self.root / SOURCES_DIR / f"{sha256}.py"
+        return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def seed_candidate(seed_path: str | Path) -> Candidate:
-    """The seed kernel as a candidate: v0's only possible source."""
+    """The seed kernel as a candidate: v0's only possible source (with its origin
+    when the seed is another lineage's version, as in `avo transfer`)."""
     seed_path = Path(seed_path)
     return Candidate(source=seed_path.read_text(encoding="utf-8"), parent=None, operator="seed",
-                     technique=Technique(name="seed", why=f"seed kernel {seed_path.name}"))
+                     technique=Technique(name="seed", why=f"seed kernel {seed_path.name}"),
+                     origin=origin_of(seed_path))
 
 
-def attempt_record(candidate: Candidate, result: EvalResult, decision: CommitDecision | None,
-                   parent: Version | None = None) -> dict:
-    """One attempts.jsonl line: enough to tell what was tried and what happened."""
-    technique = candidate.technique.to_dict()
-    if parent is not None and not technique["measured"]:
-        technique["measured"] = measured_effect(result, parent.result)
-    return {
-        "time": _now(), "generation": candidate.generation, "parent": candidate.parent,
-        "operator": candidate.operator, "technique": technique,
-        "source_sha256": candidate.sha256, "status": result.status, "message": result.message,
-        "device": result.device, "interpreter": result.interpreter, "suite": result.suite,
-        "gpu": result.env.get("gpu"), "geomean_tflops": result.geomean_tflops,
-        "tflops": result.tflops_by_config(), "max_rel_err": _finite(result.max_rel_err),
-        "committed": bool(decision and decision.committed),
-        "version": decision.version if decision else None,
-        "reason": decision.reason if decision else "",
-        # for the evolution-tree page (avo.tree): evaluation time and the harness log's end
-        "wall_s": round(result.wall_s, 3) if isinstance(result.wall_s, (int, float)) else None,
-        "log_tail": (result.log_tail or "")[-ATTEMPT_LOG_CHARS:],
-        **model_cost(candidate.meta),
-    }
-
-
-def model_cost(meta: dict) -> dict:
-    """{"tokens", "dollars"} the operator spent on a candidate (the agent operator puts
-    input_tokens, output_tokens and cost_usd in its meta); None where not recorded."""
-    meta = meta if isinstance(meta, dict) else {}
-    counts = [meta[k] for k in ("input_tokens", "output_tokens") if isinstance(meta.get(k), (int, float))]
-    cost = meta.get("cost_usd")
-    return {"tokens": sum(counts) if counts else None,
-            "dollars": cost if isinstance(cost, (int, float)) else None}
+def origin_of(kernel: str | Path) -> dict | None:
+    """{"lineage": its root, "version": n} when `kernel` is a lineage version's
+    kernel.py (vNNNN/kernel.py beside a version.json), else None."""
+    folder = Path(kernel).resolve().parent
+    m = VERSION_DIR.match(folder.name)
+    if not (m and Path(kernel).name == KERNEL_FILE and (folder / META_FILE).is_file()):
+        return None
+    root = folder.parent
+    try:
+        root = root.relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass  # outside the working directory: the absolute path
+    return {"lineage": root.as_posix(), "version": int(m.group(1))}
 
 
 def parse_version(text: str) -> int:
@@ -373,38 +351,9 @@ def parse_version(text: str) -> int:
     return int(m.group(1))
 
 
-def _finite(x: float) -> float | None:
-    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
-
-
 def _jsonable(meta: dict) -> dict:
     try:
         return json.loads(json.dumps(meta, default=str))
     except (TypeError, ValueError):
         print("avo: warning: candidate meta is not JSON-serialisable; not stored", file=sys.stderr)
         return {}
-
-
-def _ratio_text(result: EvalResult) -> str:
-    parts = []
-    if result.geomean_ratio_cudnn:
-        parts.append(f"{result.geomean_ratio_cudnn:.2f}x cuDNN")
-    if result.geomean_ratio_fa2:
-        parts.append(f"{result.geomean_ratio_fa2:.2f}x FA2")
-    return f" = {', '.join(parts)}" if parts else ""
-
-
-def _where(result: EvalResult) -> str:
-    device = result.env.get("gpu") or result.device
-    if result.interpreter:
-        device += ", Triton interpreter"
-    return f"{device}, suite {result.suite or '?'}"
-
-
-def _measured_text(measured: dict[str, float]) -> str:
-    return ", ".join(f"{c} {(r - 1) * 100:+.1f}%" for c, r in measured.items())
-
-
-def _clip(text: str, n: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1] + "…"

@@ -10,13 +10,23 @@ the search asks of its history:
     pop.stagnation(generation, patience)  # the one stagnation rule (supervisors use it)
     pop.summary(20)                       # text for prompts (agents render this, never re-read files)
 
-Plain Python and picklable: it travels to remote workers inside a VaryContext.
+It also writes what an attempts.jsonl line holds (`attempt_record`) and renders the
+versions as text (`versions_summary`). Plain Python and picklable: it travels to
+remote workers inside a VaryContext.
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from avo.records import EvalResult
+
+ATTEMPT_LOG_CHARS = 2000  # the end of the harness log kept per attempt
 
 
 @dataclass(frozen=True)
@@ -138,8 +148,110 @@ class Population:
         lines = [f"Last {len(recent)} attempts (oldest first):"]
         for a in recent:
             parent = f"v{a.parent}" if a.parent is not None else "-"
-            why = " ".join(a.why.split())
-            why = why if len(why) <= 160 else why[:159] + "…"
+            why = _clip(a.why, 160)
             lines.append(f"gen {a.generation} {a.operator} from {parent} '{a.technique}': {a.describe()}"
                          + (f" ({why})" if why else ""))
         return "\n".join(lines)
+
+
+# ------------------------------------------------------------ the attempts.jsonl line
+def attempt_record(candidate, result, decision, measured: dict | None = None) -> dict:
+    """One attempts.jsonl line (avo.candidate.Candidate, avo.records.EvalResult, the
+    lineage's CommitDecision or None): enough to tell what was tried and what
+    happened; the source itself is kept by its hash beside the lineage.
+    `measured`: per-config ratios to the parent, when the technique has none."""
+    technique = candidate.technique.to_dict()
+    if measured is not None and not technique["measured"]:
+        technique["measured"] = measured
+    return {
+        "time": _now(), "generation": candidate.generation, "parent": candidate.parent,
+        "operator": candidate.operator, "technique": technique,
+        "source_sha256": candidate.sha256, "status": result.status, "message": result.message,
+        "device": result.device, "interpreter": result.interpreter, "suite": result.suite,
+        "gpu": result.env.get("gpu"), "geomean_tflops": result.geomean_tflops,
+        "tflops": result.tflops_by_config(), "max_rel_err": _finite(result.max_rel_err),
+        "committed": bool(decision and decision.committed),
+        "version": decision.version if decision else None,
+        "reason": decision.reason if decision else "",
+        # for the evolution-tree page (avo.tree): evaluation time and the harness log's end
+        "wall_s": round(result.wall_s, 3) if isinstance(result.wall_s, (int, float)) else None,
+        "log_tail": (result.log_tail or "")[-ATTEMPT_LOG_CHARS:],
+        **model_cost(candidate.meta),
+    }
+
+
+def model_cost(meta: dict) -> dict:
+    """{"tokens", "dollars"} the operator spent on a candidate (the agent operator puts
+    input_tokens, output_tokens and cost_usd in its meta); None where not recorded."""
+    meta = meta if isinstance(meta, dict) else {}
+    counts = [meta[k] for k in ("input_tokens", "output_tokens") if isinstance(meta.get(k), (int, float))]
+    cost = meta.get("cost_usd")
+    return {"tokens": sum(counts) if counts else None,
+            "dollars": cost if isinstance(cost, (int, float)) else None}
+
+
+def _finite(x: float) -> float | None:
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------ the versions, as text
+def versions_summary(vs: list, max_versions: int = 12) -> str:
+    """Short text for prompts: the seed, the best and the latest versions (avo.lineage.Version)."""
+    from avo.lineage import comparable  # the lineage imports this module
+
+    if not vs:
+        return "Lineage: empty (no committed versions yet)."
+    best = max((v for v in vs if v.result.ok), key=lambda v: (v.geomean, -v.number), default=vs[-1])
+    keep = {vs[0].number: vs[0], best.number: best}  # the seed and the best, always
+    for v in reversed(vs):  # then the most recent
+        if len(keep) >= max(max_versions, 2):
+            break
+        keep.setdefault(v.number, v)
+    shown = sorted(keep.values(), key=lambda v: v.number)
+    head = (f"Lineage: {len(vs)} versions; best {best.name} at {best.geomean:.4g} TFLOPS geomean"
+            f"{_ratio_text(best.result)} ({_where(best.result)}).")
+    lines = [head]
+    if len(shown) < len(vs):
+        lines.append(f"(showing {len(shown)} of {len(vs)})")
+    for v in shown:
+        parent_v = next((p for p in vs if p.number == v.parent), None)
+        delta = ""
+        if parent_v and parent_v.geomean > 0 and comparable(v.result, parent_v.result):
+            delta = f" ({(v.geomean / parent_v.geomean - 1) * 100:+.1f}% vs v{v.parent})"
+        parent = f"v{v.parent}" if v.parent is not None else "-"
+        line = f"{v.name} [{v.operator}, from {parent}] {v.geomean:.4g} TFLOPS{delta}: {v.technique.name}"
+        if v.technique.expected:
+            line += f"; expected: {v.technique.expected}"
+        if v.technique.measured:
+            line += f"; measured: {_measured_text(v.technique.measured)}"
+        lines.append(_clip(line, 400))
+    return "\n".join(lines)
+
+
+def _ratio_text(result: EvalResult) -> str:
+    parts = []
+    if result.geomean_ratio_cudnn:
+        parts.append(f"{result.geomean_ratio_cudnn:.2f}x cuDNN")
+    if result.geomean_ratio_fa2:
+        parts.append(f"{result.geomean_ratio_fa2:.2f}x FA2")
+    return f" = {', '.join(parts)}" if parts else ""
+
+
+def _where(result: EvalResult) -> str:
+    device = result.env.get("gpu") or result.device
+    if result.interpreter:
+        device += ", Triton interpreter"
+    return f"{device}, suite {result.suite or '?'}"
+
+
+def _measured_text(measured: dict[str, float]) -> str:
+    return ", ".join(f"{c} {(r - 1) * 100:+.1f}%" for c, r in measured.items())
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"

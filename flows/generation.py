@@ -28,9 +28,9 @@ from avo import gpu_pool, live
 from avo.candidate import Candidate
 from avo.evolution import Settings, current_directions
 from avo.harness import evaluate as harness_evaluate  # tests swap this for a fake
-from avo.lineage import Lineage, attempt_record
+from avo.lineage import Lineage
 from avo.operators.base import VaryContext
-from avo.population import Population
+from avo.population import Population, attempt_record
 from avo.promotion import Promotion, log as log_promotion, promote
 from avo.records import EvalResult
 from avo.run_state import RunState

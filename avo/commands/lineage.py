@@ -213,8 +213,11 @@ def add(
         best = lineage.best()
         parent_n = best.number if best else None
     result = _evaluate(kernel, cfg, device, suite)
+    from avo.lineage import origin_of
+
     candidate = Candidate(source=source, parent=parent_n, operator="human",
-                          technique=Technique(name=technique, expected=expected, why=note))
+                          technique=Technique(name=technique, expected=expected, why=note),
+                          origin=origin_of(kernel))  # another lineage's version: say which
     from avo.promotion import promote
     from avo.tracking import Tracker
 
