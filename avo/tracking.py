@@ -227,6 +227,9 @@ class Tracker:
         if self._client is None:
             from mlflow.tracking import MlflowClient  # the one place mlflow is imported
 
+            for noisy in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..."
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+
             if self._default_store:
                 (self.root / "mlflow").mkdir(parents=True, exist_ok=True)
             self._client = MlflowClient(tracking_uri=self.uri)

@@ -15,6 +15,13 @@ Prefect's own exit hooks have sent their last events), and dies with avo if avo 
 killed (PR_SET_PDEATHSIG). Its output goes to <PREFECT_HOME>/temporary-server.log.
 When an API URL is configured (PREFECT_API_URL, a Prefect profile, a test
 harness), nothing is started.
+
+SIGTERM too: while a flow runs, Prefect's engine swaps in its own SIGTERM handler
+(it marks the runs crashed and re-raises), which turned `kill <avo>` into a crash
+with a traceback and dropped the candidates in flight. Inside `temporary_api()` the
+flows of this process leave SIGTERM to avo (avo.live.stop_on_sigint: finish the
+candidates in flight, then stop; `avo evolve` exits 143). Only this process: runs
+that a Prefect worker or runner starts (`avo serve`) keep Prefect's handling.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -114,9 +121,31 @@ class TemporaryServer:
 
 
 @contextmanager
+def _sigterm_stays_with_avo() -> Iterator[None]:
+    import prefect.flow_engine as engine
+
+    original = getattr(engine, "capture_sigterm", None)
+    if original is None:  # another Prefect version: its default handling stays
+        yield
+        return
+    engine.capture_sigterm = nullcontext
+    try:
+        yield
+    finally:
+        engine.capture_sigterm = original
+
+
+@contextmanager
 def temporary_api() -> Iterator[str | None]:
     """Yield the API URL this process's flows talk to: the configured one, or a
     temporary server started here in its own session (see the module docstring)."""
+    with _sigterm_stays_with_avo():
+        with _api() as url:
+            yield url
+
+
+@contextmanager
+def _api() -> Iterator[str | None]:
     url = configured_api_url()
     if url:
         yield url

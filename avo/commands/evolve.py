@@ -57,7 +57,8 @@ def evolve(
 ) -> None:
     """Evolve the kernel lineage: generations of select -> vary -> evaluate -> commit -> log
     until a budget ends. Running it again resumes an unfinished run; Ctrl-C stops
-    cleanly after the candidates being evaluated, exit status 130 (press twice to abort)."""
+    cleanly after the candidates being evaluated, exit status 130 (SIGTERM: 143; press
+    Ctrl-C twice to abort)."""
     if operator not in (None, "agent", "heuristic", "auto", "external"):
         fail(f"unknown operator {operator!r}: use agent, heuristic or external")
     if agent_cmd is not None:
@@ -126,8 +127,8 @@ def evolve(
                   highlight=False, soft_wrap=True)
     if display.log_path is not None:
         console.print(f"progress log: {display.log_path}", highlight=False, soft_wrap=True)
-    if summary.stop_reason.startswith("interrupted"):
-        raise typer.Exit(130)  # stopped by Ctrl-C / SIGTERM (recorded, resumable): 128 + SIGINT, as shells do
+    if summary.stop_reason.startswith("interrupted"):  # recorded and resumable; 128 + the signal, as shells do
+        raise typer.Exit(143 if "SIGTERM" in summary.stop_reason else 130)
 
 
 def preflight(resolved, device_flag: str | None) -> None:

@@ -112,3 +112,27 @@ def test_ctrl_c_in_a_terminal_stops_cleanly_and_the_next_start_resumes(tmp_path)
     attempts = Lineage(tmp_path / "lineage").attempts()
     assert sorted(a["generation"] for a in attempts) == [0, 1, 1, 2, 2]
     assert len({a["source_sha256"] for a in attempts}) == len(attempts)
+
+
+def test_sigterm_finishes_the_candidates_in_flight_and_exits_143(tmp_path):
+    """What a scheduler or `kill` sends: the same clean stop as Ctrl-C, exit status 143."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    params = _params(tmp_path)
+    env = {**_env(tmp_path), "AVO_FAKE_EVAL_S": "3"}
+    proc = subprocess.Popen([sys.executable, str(DRIVER), str(markers), "--", "--params", str(params), "--device",
+                             "cpu", "--operator", "heuristic", "--generations", "2", "--population", "2"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(markers.glob("started-[1-9]*")):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() else ""
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, out
+    assert "Traceback" not in out and "Unable to connect" not in out, out
+    assert "interrupted (SIGTERM)" in out
+    assert len(Lineage(tmp_path / "lineage").attempts()) == len(list(markers.glob("started-*")))
