@@ -51,7 +51,12 @@ def test_every_candidate_is_a_node_under_its_parent(small):
     assert by_name["slower"]["parent"] == "v1" and by_name["wrong"]["parent"] == "v1"
     wrong = by_name["wrong"]
     assert wrong["status"] == "incorrect" and "max rel err 0.3" in wrong["log_tail"]
-    assert wrong["source"] is None and "source not kept" in wrong["source_note"]
+    # every attempt's source is kept by its hash beside the lineage (sources/) ...
+    assert wrong["source"] == "# wrong\n" and "sources/" in wrong["source_note"]
+    # ... an attempt from before sources/ existed shows only that its source was not kept
+    (small.root / "sources" / f"{wrong['sha256']}.py").unlink()
+    old = {n["technique"]["name"]: n for n in tree_data(small)["nodes"]}["wrong"]
+    assert old["source"] is None and "source not kept" in old["source_note"]
     assert nodes["v1"]["source"] == "# seed\nBLOCK_N = 128\n" and "+BLOCK_N = 128" in nodes["v1"]["diff"]
     assert nodes["v1"]["delta"] == pytest.approx((110 * 88 / (100 * 80)) ** 0.5 - 1)
     run = d["runs"][-1]
