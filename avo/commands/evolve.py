@@ -106,7 +106,9 @@ def evolve(
         # its own session, so the terminal's Ctrl-C does not reach it (flows/api_server.py).
         with live.stop_on_sigint(), temporary_api(), display.screen_for(console) as screen:
             display.screen = screen
-            summary = evolve_flow(**options)
+            # a flow run a person can find in Prefect's UI (its generations are generation-<n>)
+            named = evolve_flow.with_options(flow_run_name=f"evolve {time.strftime('%Y-%m-%d %H:%M')}")
+            summary = named(**options)
     except (OperatorUnavailable, ConfigError, ValueError) as e:
         fail(str(e).splitlines()[0])
     except KeyboardInterrupt:

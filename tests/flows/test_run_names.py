@@ -33,6 +33,7 @@ def test_prefect_runs_named_by_generation_with_logs_and_mlflow_names(tmp_path):
     db = sqlite3.connect(tmp_path / "prefect" / "prefect.db")
     runs = dict(db.execute("select name, id from flow_run"))
     assert {"generation-1", "generation-2"} <= set(runs), runs
+    assert any(name.startswith("evolve 20") for name in runs), runs  # the parent flow run: when it started
     logged = " ".join(m for (m,) in db.execute("select message from log where flow_run_id = ?",
                                                 (runs["generation-1"],)))
     task_runs = [n for (n,) in db.execute("select name from task_run where flow_run_id = ?", (runs["generation-1"],))]
