@@ -92,6 +92,11 @@ class AgentOperator:
             self._harness = HarnessCalls.from_harness()
         return self._harness
 
+    def resume(self, spent) -> None:
+        """A resumed run: what it spent before (avo.budget.Spent, from the run's
+        journal) counts against this operator's token and dollar budget too."""
+        self.budget.charge(int(spent.tokens), float(spent.dollars))
+
     def vary(self, ctx: VaryContext) -> Candidate:
         self.budget.check()  # a spent budget stops the run here, before any call
         harness = self.harness

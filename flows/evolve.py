@@ -94,6 +94,8 @@ def evolve(generations: int | None = None, population: int | None = None, operat
     lineage = Lineage(settings.lineage_root)
     var_op = make_operator(settings, lineage, evaluate=make_harness(settings))
     state = load_or_start(settings.state_file, settings.lineage_root, lineage.attempts())
+    if state.resumed and hasattr(var_op, "resume"):  # one ledger: the journal's spend counts for the agent too
+        var_op.resume(state.spent)
     summary = EvolveSummary(state.run_id, state.resumed)
     live.emit("start", run_id=state.run_id, resumed=state.resumed, generation=state.generation,
               device=settings.device, suite=settings.suite, operator=settings.operator,

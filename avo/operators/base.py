@@ -34,7 +34,10 @@ class VaryContext:
 
 
 class VariationOperator(Protocol):
-    name: str  # "heuristic" | "agent"
+    """Optional: `resume(spent)`, called with the run journal's avo.budget.Spent
+    when a run resumes, for an operator that keeps its own token/dollar limit."""
+
+    name: str  # "heuristic" | "agent" | "external"
 
     def vary(self, ctx: VaryContext) -> Candidate: ...
 

@@ -184,3 +184,14 @@ def test_budget_ends_the_session_and_stops_the_run(lineage):
     assert cand.meta["verify_status"] == "ok"  # the edit made before the limit is still verified
     with pytest.raises(BudgetExceeded, match="token budget spent: 600 of 500"):
         op.vary(context(lineage, harness))
+
+
+def test_a_resumed_run_counts_what_it_spent_before_against_the_agent_budget(lineage):
+    from avo.budget import Spent
+
+    harness = FakeHarness()
+    op = make_operator(script(ai(text="never sent")), lineage, harness, budget=Budget(max_tokens=500))
+    op.resume(Spent(tokens=450, dollars=0.0))
+    op.budget.charge(60, 0.0)
+    with pytest.raises(BudgetExceeded, match="token budget spent: 510 of 500"):
+        op.vary(context(lineage, harness))
