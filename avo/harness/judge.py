@@ -216,9 +216,14 @@ class Judge:
         seconds = clock() - t0
         self.check_violations(reply)
         if "error" in reply:
-            kind = "compile_error" if phase == "compile" and reply.get("kind") == "crashed" else \
-                reply.get("kind") if reply.get("kind") in ("incorrect", "crashed") else "crashed"
-            raise Verdict(kind, f"{shape.name} ({phase}): {reply['error']}")
+            message = str(reply["error"])
+            kind = reply.get("kind") if reply.get("kind") in ("incorrect", "crashed") else "crashed"
+            out_of_memory = "allocate memory" in message or "OutOfMemoryError" in message
+            if phase == "compile" and kind == "crashed" and not out_of_memory:
+                kind = "compile_error"  # an exception on a first call: the kernel does not build or run
+            if out_of_memory:
+                message = f"out of host memory: {message}" if "allocate memory" in message else message
+            raise Verdict(kind, f"{shape.name} ({phase}): {message}")
         if reply.get("done") != n:
             raise Verdict("crashed", f"{shape.name} ({phase}): the runner answered {str(reply)[:120]}")
         calls.verify(batch, self.arena, self.problem, self.device, self.record)

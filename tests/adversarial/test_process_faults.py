@@ -30,7 +30,12 @@ def attention(q, k, v, causal=False, sm_scale=None):
         pass
 ''')
     r = evaluate(src, device="cpu", quick=True, static_checks=False, timeout_s=8)
-    assert_verdict(r, "timeout", r"process group killed")
+    # the runner's audit hook refuses processes other than the compiler's tools (rejected, no child);
+    # where a child does start, the whole process tree goes with the evaluation
+    if r.status == "rejected":
+        assert "not a compiler tool" in r.message and "CHILD-PID" not in r.log_tail, r.message
+        return
+    assert_verdict(r, "timeout", r"process group killed|no answer within")
     pid = int(re.search(r"CHILD-PID (\d+)", r.log_tail).group(1))
     try:
         with open(f"/proc/{pid}/stat") as f:  # gone, or a zombie waiting for init
@@ -43,7 +48,7 @@ def test_os_exit_zero_is_a_crash():
     src = seed_with_preamble("import os", "def attention(q, k, v, causal=False, sm_scale=None):\n    os._exit(0)\n")
     assert_verdict(evaluate(src, device="cpu", quick=True), "rejected", r"^static check, .*import of `os`")
     r = evaluate(src, device="cpu", quick=True, static_checks=False)
-    assert_verdict(r, "crashed", r"exited with status 0 before reporting a result")
+    assert_verdict(r, "crashed", r"exited with status 0 before reporting a result|runner died \(exit status 0\)")
 
 
 def test_segfault_is_a_crash():
@@ -51,7 +56,18 @@ def test_segfault_is_a_crash():
                                                "    ctypes.string_at(0)\n")
     assert_verdict(evaluate(src, device="cpu", quick=True), "rejected", r"^static check, .*import of `ctypes`")
     r = evaluate(src, device="cpu", quick=True, static_checks=False)
-    assert_verdict(r, "crashed", r"killed by signal SIGSEGV")
+    # the runner's audit hook refuses ctypes beyond the CUDA libraries: the segfault never happens
+    assert_verdict(r, "rejected", r"ctypes\.string_at is not allowed")
+
+
+def test_segfault_in_the_runner_is_a_crash():
+    """A real SIGSEGV in the candidate's process (deep C recursion through repr of a nested list)."""
+    body = ("def attention(q, k, v, causal=False, sm_scale=None):\n"
+            "    import sys\n    sys.setrecursionlimit(10**8)\n    x = []\n"
+            "    for _ in range(10**6):\n        x = [x]\n    repr(x)\n")
+    r = evaluate(seed_with_preamble("", body), device="cpu", quick=True, static_checks=False)
+    assert r.status == "crashed" and re.search(r"runner died|killed by signal|RecursionError|MemoryError",
+                                                   r.message), f"{r.status}: {r.message}"
 
 
 def test_ctypes_through_torch_is_rejected_statically():
@@ -76,7 +92,10 @@ def attention(q, k, v, causal=False, sm_scale=None):
     src = seed_with_preamble("import threading", body)
     assert_verdict(evaluate(src, device="cpu", quick=True), "rejected", r"^static check, .*import of `threading`")
     r = evaluate(src, device="cpu", quick=True, static_checks=False)
-    assert_verdict(r, "rejected", r"left 1 thread\(s\) running .*late-writer")
+    # the judge reads the output when the runner says done: unfinished work is wrong there (the
+    # runner copied an incomplete buffer) or still changing (the judge's snapshot disagrees)
+    assert r.status in ("incorrect", "rejected"), f"{r.status}: {r.message}"
+    assert re.search(r"out of tolerance|NaN/Inf|unwritten|changed after", r.message), r.message
     via_torch = seed_with_preamble("", body.replace("threading.Thread", "torch.threading.Thread"))
     assert_verdict(evaluate(via_torch, device="cpu", quick=True), "rejected", r"^static check, .*`\.threading`")
 
