@@ -231,7 +231,21 @@ def add(
         print(f"committed as v{d.version}: {d.reason}{git}")
     else:
         print(f"not committed: {d.reason}")
+    _leave_inbox(kernel, candidate, lineage, cfg, d.version)
     raise typer.Exit(0 if d.committed else 1)
+
+
+def _leave_inbox(kernel: Path, candidate: Candidate, lineage: Lineage, cfg: Config, version: int | None) -> None:
+    """The problem's steps/ folder is an inbox: a kernel added from it leaves it, its
+    source now in the lineage (the version's kernel.py, or sources/<sha256>.py)."""
+    from avo.problem import problem_path
+
+    inbox = problem_path(cfg, Path(".")).parent / "steps"
+    if kernel.resolve().parent != inbox.resolve() or lineage.source_of(candidate.sha256) is None:
+        return
+    kernel.unlink()
+    kept = f"v{version}/kernel.py" if version is not None else f"sources/{candidate.sha256}.py"
+    print(f"{kernel} left the inbox ({inbox}): its source is {lineage.root}/{kept}")
 
 
 @app.command("init")
