@@ -15,7 +15,8 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {"evolve": "flows.evolve",  # the evolve flow
-          "temporary_api": "flows.api_server"}  # Prefect's temporary API in its own session
+          "temporary_api": "flows.api_server",  # Prefect's temporary API in its own session
+          "ApiUnavailable": "flows.api_server"}  # ... which did not start
 _WIRING = "flows.wiring"  # builds operator, supervisor, tracker from the config
 
 

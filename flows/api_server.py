@@ -55,6 +55,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class ApiUnavailable(RuntimeError):
+    """Prefect's temporary API did not start (one line, with its log's path)."""
+
+
 class TemporaryServer:
     def __init__(self, log_path: Path):
         self.log_path = log_path
@@ -101,12 +105,18 @@ class TemporaryServer:
                     except httpx.HTTPError:
                         pass
                     time.sleep(0.1)
-            if self.proc.poll() is None:
-                break  # still starting at the deadline
+            if self.proc.poll() is None or "address already in use" not in self._log_text():
+                break  # still starting at the deadline, or failed for another reason than the port
         self.stop()
-        tail = self.log_path.read_text(errors="replace").strip().splitlines()[-1:] if self.log_path.exists() else []
-        raise RuntimeError(f"Prefect's temporary API did not start within {timeout_s:.0f} s"
+        tail = self._log_text().strip().splitlines()[-1:]
+        raise ApiUnavailable(f"Prefect's temporary API did not start within {timeout_s:.0f} s"
                            + (f": {tail[0]}" if tail else "") + f" (log: {self.log_path})")
+
+    def _log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

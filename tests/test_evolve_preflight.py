@@ -80,3 +80,20 @@ def test_read_only_run_journal_folder_is_one_line_before_any_evaluation(tmp_path
     assert "EVALUATED" not in r.stdout
     line = one_line(r.stdout + r.stderr)
     assert r.returncode == 2 and "read-only" in line and str(state) in line
+
+
+def test_a_temporary_prefect_api_that_cannot_start_is_one_line(tmp_path):
+    """No server URL configured and the temporary API fails (here: its database cannot be
+    created): one line naming the server's log, exit 2, nothing evaluated."""
+    lin = _lineage(tmp_path)
+    params = _params(tmp_path, lin.root, tmp_path / ".avo")
+    (tmp_path / "script.py").write_text(textwrap.dedent(EVOLVE.format(
+        args=["--params", str(params), "--device", "cpu", "--operator", "heuristic", "--generations", "1"])))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PYTEST_"))}
+    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(tmp_path / "prefect"),
+               PREFECT_SERVER_DATABASE_CONNECTION_URL="sqlite+aiosqlite:////nonexistent/avo/prefect.db")
+    r = subprocess.run([sys.executable, str(tmp_path / "script.py")], cwd=REPO, capture_output=True, text=True,
+                       env=env, timeout=200)
+    assert "EVALUATED" not in r.stdout
+    line = one_line(r.stdout + r.stderr)
+    assert r.returncode == 2 and "temporary API did not start" in line and "temporary-server.log" in line

@@ -94,7 +94,7 @@ def evolve(
     except (OperatorUnavailable, ConfigError, ValueError, RuntimeError) as e:
         fail(str(e).splitlines()[0] if str(e).strip() else type(e).__name__)
     preflight(resolved, device_flag=device)
-    from avo.edge import temporary_api
+    from avo.edge import ApiUnavailable, temporary_api
 
     # In a terminal: a live panel. Piped or redirected: one plain line per event, as it happens.
     # Either way the same lines go to .avo/evolve/<run>/progress.log.
@@ -109,7 +109,7 @@ def evolve(
             # a flow run a person can find in Prefect's UI (its generations are generation-<n>)
             named = evolve_flow.with_options(flow_run_name=f"evolve {time.strftime('%Y-%m-%d %H:%M')}")
             summary = named(**options)
-    except (OperatorUnavailable, ConfigError, ValueError) as e:
+    except (OperatorUnavailable, ConfigError, ValueError, ApiUnavailable) as e:
         fail(str(e).splitlines()[0])
     except KeyboardInterrupt:
         console.print("[yellow]aborted; run `avo evolve` again to resume[/]")
