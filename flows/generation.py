@@ -85,6 +85,8 @@ def vary(operator, ctx: VaryContext) -> Candidate:
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate(candidate: Candidate, slot: int, settings: Settings, population: Population) -> Outcome:
+    # `population` is the flow's own object on threads (commit adds to it as slots finish);
+    # a remote worker gets the copy made at submit time: it misses only this generation's
     seen = population.tried(candidate.sha256, settings.device, settings.suite)
     if seen is not None:
         return Duplicate(slot, candidate, f"duplicate: this source was evaluated in generation "
