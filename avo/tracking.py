@@ -239,6 +239,11 @@ class Tracker:
                 location = None
                 if self._default_store:
                     location = (self.root / "mlflow" / "artifacts").resolve().as_uri()
+                elif self.uri.startswith("sqlite:///"):
+                    # beside the database: MLflow's default is ./mlruns in whatever directory avo runs
+                    # from (it littered the repository root, and a stray ./mlruns changes MLflow's store)
+                    db = Path(self.uri[len("sqlite:///"):])
+                    location = (db.parent / "artifacts").resolve().as_uri()
                 self._experiment_id = self._client.create_experiment(
                     self.experiment, artifact_location=location)
             else:

@@ -100,3 +100,19 @@ def test_disabled_tracker_does_nothing(store):
     with t.start_session() as s:
         assert s.log_candidate(make_candidate(), make_result(), None) is None
     assert not (store / "mlflow").exists()
+
+
+def test_a_store_named_by_uri_keeps_artifacts_beside_its_database(store, tmp_path_factory):
+    """MLFLOW_TRACKING_URI=sqlite:///elsewhere/mlflow.db: the artifacts go next to that database,
+    not into ./mlruns of whatever directory avo runs from (they littered the repository root)."""
+    from mlflow.tracking import MlflowClient
+
+    db_dir = tmp_path_factory.mktemp("store")
+    tracker = Tracker(uri=f"sqlite:///{db_dir / 'mlflow.db'}", root=store, experiment="by-uri")
+    with tracker.start_session("evolve-test", params={}) as t:
+        t.log_candidate(make_candidate("# v1\n", parent=0), make_result((110.0, 90.0)),
+                        CommitDecision(True, 1, "faster"), diff="+x\n")
+    assert tracker.warnings == []
+    exp = MlflowClient(tracking_uri=tracker.uri).get_experiment_by_name("by-uri")
+    assert exp.artifact_location == (db_dir / "artifacts").resolve().as_uri()
+    assert not (store / "mlruns").exists() and any((db_dir / "artifacts").rglob("kernel.py"))
