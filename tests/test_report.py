@@ -115,7 +115,7 @@ def test_every_h100_attempt_is_plotted_and_the_legend_hides_no_line(tmp_path, fi
     fig = figures[0]
     ax = fig.axes[0]
     points = sum(len(c.get_offsets()) for c in ax.collections)
-    assert points == len(lin.attempts()) == 26  # 4 committed versions + 22 attempts not committed
+    assert points == len(lin.attempts()) == 27  # 5 committed versions + 22 attempts not committed
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(fig)  # the figure was closed after saving: draw it again to measure

@@ -75,10 +75,11 @@ def test_page_is_self_contained_and_escapes_what_it_embeds(small, tmp_path):
 def test_h100_lineage_tree_data():
     lin = Lineage(H100)
     d = tree_data(lin)
-    assert d["counts"]["nodes"] == len(lin.attempts()) == 26  # 4 committed attempts are the 4 versions
-    assert d["counts"]["committed"] == 4
+    # the committed H100 lineage: 27 attempts, 5 of them committed as v0-v4 (v4: the Gluon step)
+    assert d["counts"]["nodes"] == len(lin.attempts()) == 27
+    assert d["counts"]["committed"] == 5
     kept = [n for n in d["nodes"] if n["source"] is not None]
-    assert {"v0", "v1", "v2", "v3"} <= {n["id"] for n in kept}
+    assert {"v0", "v1", "v2", "v3", "v4"} <= {n["id"] for n in kept}
     # heuristic attempts' sources are rebuilt from the parent and the knob move, sha256-checked
     rebuilt = [n for n in kept if n["kind"] == "attempt"]
     assert rebuilt and all("sha256 verified" in n["source_note"] or "same source" in n["source_note"]
@@ -91,8 +92,8 @@ def test_tree_in_a_headless_browser_every_node_opens(tmp_path):
     dom = browser.dump_dom(page.as_uri() + "#selftest", tmp_path)
     res = browser.selftest_result(dom)
     assert res["errors"] == []
-    assert res["nodes"] == res["data_nodes"] == 26 and res["opened"] == 26
-    assert res["committed_marked"] == 4
+    assert res["nodes"] == res["data_nodes"] == 27 and res["opened"] == 27
+    assert res["committed_marked"] == 5
     assert res["with_source"] >= 4 and res["source_not_kept"] >= 1 and res["with_diff"] >= 3
     assert res["scroll_width"] <= res["inner_width"] == 1400  # no sideways scrolling of the page
 
