@@ -52,6 +52,7 @@ def evolve(
     device: str = typer.Option(None, help="cuda | cpu | auto (default: params.yaml harness.device, auto)."),
     dask_address: str = typer.Option(None, help="Run vary/evaluate tasks on an existing Dask scheduler (tcp://host:8786)."),
     suite: str = typer.Option(None, help="Timed suite (default: params.yaml harness.suite; avo on a GPU, cpu without)."),
+    problem: str = typer.Option(None, help="Problem module (default: params.yaml harness.problem, attention)."),
     quick: bool = typer.Option(None, "--quick/--full", help="Quick evaluations (no timing: nothing commits); smoke runs."),
     params: str = typer.Option(None, help="params.yaml to read (default: ./params.yaml, or $AVO_PARAMS)."),
 ) -> None:
@@ -84,7 +85,7 @@ def evolve(
     options = dict(generations=generations, population=population, operator=operator, model=model,
                    budget_minutes=budget_minutes, gpu_minutes=gpu_minutes, max_tokens=max_tokens,
                    max_dollars=max_dollars, target_ratio=target_ratio, device=device,
-                   dask_address=dask_address, params_path=params, quick=quick, suite=suite)
+                   dask_address=dask_address, params_path=params, quick=quick, suite=suite, problem=problem)
     try:  # configuration mistakes end here, in one line, before any flow starts
         resolved = resolve(**options)
         op = make_operator(resolved)
