@@ -44,4 +44,4 @@ def transfer(
     evolve_cmd.evolve(generations=generations, population=population, operator=operator, model=model,
                       budget_minutes=None, gpu_minutes=None, max_tokens=max_tokens, max_dollars=max_dollars,
                       target_ratio=None, device=device, dask_address=None, quick=None, suite=None,
-                      agent_cmd=None, params=str(path))
+                      agent_cmd=None, problem=None, params=str(path))

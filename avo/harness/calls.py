@@ -89,8 +89,11 @@ def plan(shape, n: int, rng: random.Random, phase: str, full: bool, vary_scale: 
         amplitude = rng.choice((1.0, 3.0)) if vary_scale else 1.0
         sm_scale = rng.choice((None, 0.7 / math.sqrt(shape.head_dim))) if vary_scale else None
         late = sorted(rng.sample(range(shape.seqlen), min(LATE_KEYS, shape.seqlen)))
-        rows = torch.tensor([[rng.randrange(shape.batch), rng.randrange(shape.heads_q), rng.randrange(shape.seqlen)]
-                             for _ in range(SAMPLED_ROWS)], dtype=torch.long)
+        # distinct rows (a repeated row would count its bad elements twice in a message)
+        n_rows = shape.batch * shape.heads_q * shape.seqlen
+        picks = rng.sample(range(n_rows), min(SAMPLED_ROWS, n_rows))
+        rows = torch.tensor([[r // (shape.heads_q * shape.seqlen), (r // shape.seqlen) % shape.heads_q,
+                              r % shape.seqlen] for r in picks], dtype=torch.long)
         calls.append(Call(rng.getrandbits(31), amplitude, sm_scale, offsets, late, rows))
     return Batch(shape, calls, phase, full)
 
@@ -132,7 +135,7 @@ def verify(batch: Batch, arena, problem, device: str, record) -> None:
     """Raise Verdict unless every call's inputs are untouched and its output right.
     record(shape, seed, phase, max_abs, rel, ok, reason) keeps one line per batch."""
     shape, tol = batch.shape, problem.TOLERANCES[batch.shape.dtype]
-    d, per_call = shape.head_dim, SAMPLED_ROWS * shape.head_dim
+    d, start = shape.head_dim, 0
     worst_abs, worst_rel = 0.0, 0.0
     for j, c in enumerate(batch.calls):
         q, k, v = problem.make_inputs(shape, device, c.seed, c.amplitude)
@@ -141,7 +144,8 @@ def verify(batch: Batch, arena, problem, device: str, record) -> None:
             if not torch.equal(view(arena, shape, c, name), expected):
                 raise Verdict("rejected", f"{shape.name}: the candidate modified its input `{name}`")
         out = view(arena, shape, c, "out")
-        snap = batch.snapshot[j * per_call:(j + 1) * per_call].view(SAMPLED_ROWS, d)
+        n = c.rows.shape[0]  # this call's sampled rows, in the order the snapshot gathered them
+        snap, start = batch.snapshot[start:start + n * d].view(n, d), start + n * d
         rows = c.rows.to(out.device)
         final = out[rows[:, 0], rows[:, 1], rows[:, 2]]
         where = f"{shape.name} ({batch.phase}, call {j + 1} of {len(batch.calls)})"

@@ -144,9 +144,11 @@ def test_private_tmp_and_writable_workdir(work):
             print(json.dumps(dict(tmp=sorted(os.listdir("/tmp")), marker=os.path.exists({str(marker)!r}))))
             """, work)
         assert result["marker"] is False
-        # only the box's own file and the way down to the workdir (pytest's tmp_path is under /tmp)
-        way_down = [work.parts[2]] if work.parts[1] == "tmp" else []
-        assert sorted(result["tmp"]) == sorted([leak.name, *way_down])
+        # only the box's own file and the ways down to what the box binds back: the workdir (pytest's
+        # tmp_path is under /tmp), and the repository and the venv when they live under /tmp (a CI clone)
+        bound = [work, REPO_ROOT, Path(sys.prefix), Path(sys.base_prefix)]
+        way_down = {p.parts[2] for p in bound if len(p.parts) > 2 and p.parts[1] == "tmp"}
+        assert sorted(result["tmp"]) == sorted({leak.name, *way_down})
         assert not leak.exists()
         assert (work / "result.txt").read_text() == "from the box"
     finally:
