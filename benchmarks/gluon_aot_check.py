@@ -22,7 +22,7 @@ from triton.experimental.gluon._runtime import GluonASTSource
 from triton.runtime.jit import mangle_type
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.join(HERE, "..", "kernel_src", "attention", "steps", "g1_gluon.py")
+SRC = os.path.join(HERE, "..", "kernel_src", "attention", "lineage", "cuda", "v0004", "kernel.py")  # g1, entered as v4
 
 
 def load(path=SRC):

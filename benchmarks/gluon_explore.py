@@ -23,7 +23,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SRC = os.path.join(ROOT, "kernel_src", "attention", "steps", "g1_gluon.py")
+SRC = os.path.join(ROOT, "kernel_src", "attention", "lineage", "cuda", "v0004", "kernel.py")  # g1, entered as v4
 PROBLEM = os.path.join(ROOT, "kernel_src", "attention", "problem.py")
 
 VARIANTS = {

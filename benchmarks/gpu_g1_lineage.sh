@@ -3,6 +3,8 @@
 # (the judge, the commit rule, operator = human), then `avo bench` of the lineage's best on the
 # AVO suite and the D=64 suite. Brings back the new version's files and both bench records.
 # Usage on the GPU machine: OUT=dir bash benchmarks/gpu_g1_lineage.sh
+# (Ran on 2026-11-26: g1 is now lineage v4, and `lineage add` emptied it from steps/, the inbox;
+#  kept as the record of how v4 entered.)
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true COLUMNS=140
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"

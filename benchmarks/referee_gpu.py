@@ -22,7 +22,7 @@ KERNELS = {
     "seed": (ROOT / "kernel_src/attention/seeds/fa2.py", ROOT / "benchmarks/results/h100-seed/seed_avo.json"),
     "best_v3": (ROOT / "kernel_src/attention/lineage/cuda/v0003/kernel.py",
                 ROOT / "benchmarks/results/h100-lineage/best_avo.json"),
-    "g1_gluon": (ROOT / "kernel_src/attention/steps/g1_gluon.py", None),
+    "g1_gluon": (ROOT / "kernel_src/attention/lineage/cuda/v0004/kernel.py", None),
 }
 
 
