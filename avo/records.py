@@ -69,6 +69,20 @@ class EvalResult:
     sandbox: str = ""  # the runner's OS sandbox: namespaces | user-namespaces | none
     heldout: list[ConfigTiming] = field(default_factory=list)  # timed shapes the search never sees
     flags: list[str] = field(default_factory=list)  # warnings that bar a commit (e.g. "overfit: ...")
+    # The evaluation cascade (avo/cascade.py): how far this candidate went, and why it stopped.
+    # {"stage": "quick" | "screen" | "full", "stopped": "" | one line, "screen": [ConfigTiming dicts],
+    #  "gate_tflops": the screen geomean it had to reach (or None)}; {} when no cascade ran.
+    cascade: dict = field(default_factory=dict)
+    # The confirmation re-measure (GPU, before a commit): candidate and best, interleaved on the
+    # same GPU in the same judge. {"best_version": int, "best_sha256": str, "rounds": int,
+    #  "configs": [names], "ratio": median over rounds of geomean(best_ms / candidate_ms),
+    #  "spread": the larger relative spread (max-min)/median of either kernel's per-round
+    #  geomean: the same kernel's noise in this session, "candidate_ms": [[...] per round],
+    #  "best_ms": [[...] per round]}; {} when none ran.
+    confirm: dict = field(default_factory=dict)
+    # CPU only: the problem's deterministic cost model of the candidate (the CPU lineage's
+    # commit basis, since interpreter timings are noise): {"modelled_tflops": float, "model": name}
+    model: dict = field(default_factory=dict)
 
     # -------------------------------------------------------------- derived
     @property
