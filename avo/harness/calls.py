@@ -2,20 +2,28 @@
 
 Every call the runner makes — checked or timed, the runner cannot tell — gets
 its own fresh inputs and its own output buffer in the judge's arena, and is
-verified afterwards:
+verified afterwards. What a call's buffers are, how its inputs are drawn and
+what its output should be come from the problem module (avo/problem.py lists
+the contract); the guards below are the same for every problem:
 
 - inputs are drawn from a seed only the judge knows, so the judge can redraw
-  them to check they were not modified and to compute the reference;
-- after the judge's clock starts, a few key rows of every call are scaled by 8
-  (exact in floating point; these keys then dominate the softmax of many
-  queries): an output computed before the clock started, by anything that
-  watched the buffers, is wrong;
+  them to check, bit for bit, that they were not modified, and to compute the
+  reference;
+- after the judge's clock starts, a slice of one input chosen by the problem is
+  scaled by a power of two (exact in floating point; attention: a few key rows,
+  which then dominate the softmax of many queries; RMSNorm: a few columns of x,
+  which change every row's norm): an output computed before the clock started,
+  by anything that watched the buffers, is wrong;
 - outputs are poisoned with NaN; right after the runner says `done`, still
   inside the clock, the judge gathers a random sample of output rows of every
   call (the snapshot). Rows not yet written (work left on another stream or
   thread) show as NaN there; rows written later differ from the final buffer;
 - the snapshot is compared with a reference computed for just those rows, so
   every timed call is verified; `full=True` compares every element as well.
+
+A batch is planned (what it is), then staged (the judge's draws for every call
+from its own generator, the inputs written, the late change and the snapshot
+prepared), then bound, snapshotted and verified around the runner's work.
 """
 from __future__ import annotations
 
@@ -26,10 +34,12 @@ from dataclasses import dataclass, field
 import torch
 
 from avo.harness.arena import align
+from avo.harness.layout import ITEMSIZE, flat_index, layout
+# the judge reads these through calls: sizes, the entry point and the baselines of a problem
+from avo.harness.layout import baseline_labels, baselines, call_bytes, call_elements, entry  # noqa: F401
 
-KEY_SCALE = 8.0  # a power of two: scaling is exact
-LATE_KEYS = 2  # key positions rescaled per call, after the clock starts
 SAMPLED_ROWS = 24  # output rows per call compared inside every batch
+BITS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # a dtype's bits, for exact compares
 
 
 class Verdict(Exception):
@@ -43,90 +53,101 @@ class Verdict(Exception):
 @dataclass
 class Call:
     seed: int
-    amplitude: float
-    sm_scale: float | None
-    offsets: dict  # q, k, v, out -> byte offset in the arena
-    late_keys: list[int]
-    rows: torch.Tensor  # [R, 3] (batch, query head, position)
+    params: dict  # the problem's draw_call: "args" for the entry, the rest the judge's own
+    offsets: dict  # buffer name -> byte offset in the arena
+    late: tuple  # (input name, dim, indices, factor): the problem's late_change
+    rows: torch.Tensor  # [R, ndim-1]: sampled rows of the output (indices of its leading dims)
 
 
 @dataclass
 class Batch:
     shape: object  # problem.Shape
-    calls: list[Call]
+    n: int
+    rng: random.Random  # the judge's generator: every draw of the batch comes from it
     phase: str
     full: bool  # compare every element (small shapes, checks after timing)
+    vary: bool  # vary the problem's per-call draws (scales, arguments)
+    buffers: list = field(default_factory=list)  # the problem's buffers(shape)
+    calls: list[Call] = field(default_factory=list)
     late_index: torch.Tensor | None = None
     late_values: torch.Tensor | None = None
+    late_dtype: str = ""
     snap_index: torch.Tensor | None = None
+    snap_dtype: str = ""
     snapshot: torch.Tensor | None = None
     meta: dict = field(default_factory=dict)
 
     def messages(self) -> list[dict]:
-        s, dt = self.shape, self.shape.dtype
-        dims = {"q": [s.batch, s.heads_q, s.seqlen, s.head_dim], "k": [s.batch, s.heads_kv, s.seqlen, s.head_dim]}
-        dims["v"], dims["out"] = dims["k"], dims["q"]
-        return [{**{name: [c.offsets[name], dims[name], dt] for name in dims},
-                 "causal": s.causal, "sm_scale": c.sm_scale} for c in self.calls]
-
-
-def call_bytes(shape) -> int:
-    q = shape.batch * shape.heads_q * shape.seqlen * shape.head_dim * 2
-    kv = shape.batch * shape.heads_kv * shape.seqlen * shape.head_dim * 2
-    return 2 * align(q) + 2 * align(kv)
+        """What the runner learns of each call: where its buffers are, and the entry's arguments."""
+        inputs = [(name, list(dims), dtype) for name, dims, dtype, role in self.buffers if role == "input"]
+        (out_name, out_dims, out_dtype), = [(n, list(d), t) for n, d, t, role in self.buffers if role == "output"]
+        return [{"inputs": [[c.offsets[name], dims, dtype] for name, dims, dtype in inputs],
+                 "out": [c.offsets[out_name], out_dims, out_dtype], "args": dict(c.params.get("args", {}))}
+                for c in self.calls]
 
 
 def plan(shape, n: int, rng: random.Random, phase: str, full: bool, vary_scale: bool) -> Batch:
-    """n calls of one shape laid out from the arena's start; seeds, sm_scale,
-    late keys and sampled rows drawn from the judge's own generator."""
-    calls, offset = [], 0
-    for j in range(n):
-        offsets = {}
-        for name, heads in (("q", shape.heads_q), ("k", shape.heads_kv), ("v", shape.heads_kv),
-                            ("out", shape.heads_q)):
-            offsets[name] = offset
-            offset += align(shape.batch * heads * shape.seqlen * shape.head_dim * 2)
-        amplitude = rng.choice((1.0, 3.0)) if vary_scale else 1.0
-        sm_scale = rng.choice((None, 0.7 / math.sqrt(shape.head_dim))) if vary_scale else None
-        late = sorted(rng.sample(range(shape.seqlen), min(LATE_KEYS, shape.seqlen)))
-        # distinct rows (a repeated row would count its bad elements twice in a message)
-        n_rows = shape.batch * shape.heads_q * shape.seqlen
-        picks = rng.sample(range(n_rows), min(SAMPLED_ROWS, n_rows))
-        rows = torch.tensor([[r // (shape.heads_q * shape.seqlen), (r // shape.seqlen) % shape.heads_q,
-                              r % shape.seqlen] for r in picks], dtype=torch.long)
-        calls.append(Call(rng.getrandbits(31), amplitude, sm_scale, offsets, late, rows))
-    return Batch(shape, calls, phase, full)
+    """n calls of one shape; the draws are made by stage(), which knows the problem."""
+    return Batch(shape, n, rng, phase, full, vary_scale)
 
 
 # --------------------------------------------------------------- staging
 def stage(batch: Batch, arena, problem, device: str) -> None:
-    """Before the clock: fresh inputs, NaN outputs, and the late-bound values and
-    snapshot indices prepared (in the judge's memory, out of the runner's sight)."""
-    dt = getattr(torch, batch.shape.dtype)
-    flat = arena.flat.view(dt)
+    """Before the clock: every call's draws (seed, arguments, late change, sampled
+    rows) from the judge's generator, fresh inputs and NaN outputs in the arena, and
+    the late-bound values and snapshot indices prepared (in the judge's memory, out
+    of the runner's sight)."""
+    shape, rng = batch.shape, batch.rng
+    batch.buffers = layout(problem, shape)
+    out_name, out_dims, out_dtype = _output(batch)
+    n_rows = math.prod(out_dims[:-1])
+    size = {name: math.prod(dims) * _itemsize(dt) for name, dims, dt, _ in batch.buffers}
+    offset = 0
+    for _ in range(batch.n):
+        offsets = {}
+        for name, _, _, _ in batch.buffers:
+            offsets[name], offset = offset, offset + align(size[name])
+        params = problem.draw_call(shape, rng, batch.vary)
+        late = tuple(problem.late_change(shape, rng))
+        # distinct rows (a repeated row would count its bad elements twice in a message)
+        picks = rng.sample(range(n_rows), min(SAMPLED_ROWS, n_rows))
+        rows = torch.tensor([_unravel(r, out_dims[:-1]) for r in picks], dtype=torch.long).view(len(picks), -1)
+        batch.calls.append(Call(rng.getrandbits(31), params, offsets, late, rows))
+
+    dims_of = {name: (dims, dt) for name, dims, dt, _ in batch.buffers}
     late_idx, late_val, snap_idx = [], [], []
     for c in batch.calls:
-        q, k, v = (view(arena, batch.shape, c, n) for n in "qkv")
-        problem.refill_(q, k, v, c.seed, c.amplitude)
-        view(arena, batch.shape, c, "out").fill_(float("nan"))
-        idx = _key_rows_index(batch.shape, c, device)
+        fresh = problem.inputs(shape, device, c.seed, c.params)
+        for name, dims, dt, role in batch.buffers:
+            if role == "input":
+                view(arena, batch, c, name).copy_(fresh[name])
+        view(arena, batch, c, out_name).fill_(float("nan"))
+        name, dim, picks, factor = c.late
+        _check_factor(factor)
+        dims, dt = dims_of[name]
+        if batch.late_dtype and batch.late_dtype != dt:
+            raise ValueError("late changes of one batch must share a dtype")
+        batch.late_dtype = dt
+        idx = c.offsets[name] // _itemsize(dt) + flat_index(dims, dim, picks, device)
         late_idx.append(idx)
-        late_val.append(flat[idx] * KEY_SCALE)
-        snap_idx.append(_out_rows_index(batch.shape, c, device))
+        late_val.append(arena.flat.view(_dtype(dt))[idx] * factor)
+        row = _row_number(c.rows.to(device), out_dims)
+        lin = row[:, None] * out_dims[-1] + torch.arange(out_dims[-1], device=device)[None, :]
+        snap_idx.append((c.offsets[out_name] // _itemsize(out_dtype) + lin).reshape(-1))
     batch.late_index, batch.late_values = torch.cat(late_idx), torch.cat(late_val)
-    batch.snap_index = torch.cat(snap_idx)
+    batch.snap_index, batch.snap_dtype = torch.cat(snap_idx), out_dtype
     _sync(device)
 
 
 def late_bind(batch: Batch, arena, device: str) -> None:
     """Inside the clock, before the runner is told to start."""
-    arena.flat.view(getattr(torch, batch.shape.dtype)).index_put_((batch.late_index,), batch.late_values)
+    arena.flat.view(_dtype(batch.late_dtype)).index_put_((batch.late_index,), batch.late_values)
     _sync(device)
 
 
 def take_snapshot(batch: Batch, arena, device: str) -> None:
     """Inside the clock, right after `done`: the sampled rows as they are now."""
-    batch.snapshot = arena.flat.view(getattr(torch, batch.shape.dtype))[batch.snap_index].clone()
+    batch.snapshot = arena.flat.view(_dtype(batch.snap_dtype))[batch.snap_index].clone()
     _sync(device)
 
 
@@ -135,30 +156,33 @@ def verify(batch: Batch, arena, problem, device: str, record) -> None:
     """Raise Verdict unless every call's inputs are untouched and its output right.
     record(shape, seed, phase, max_abs, rel, ok, reason) keeps one line per batch."""
     shape, tol = batch.shape, problem.TOLERANCES[batch.shape.dtype]
-    d, start = shape.head_dim, 0
+    out_name, out_dims, out_dtype = _output(batch)
+    d, start, bits = out_dims[-1], 0, BITS[_itemsize(out_dtype)]
     worst_abs, worst_rel = 0.0, 0.0
     for j, c in enumerate(batch.calls):
-        q, k, v = problem.make_inputs(shape, device, c.seed, c.amplitude)
-        k[:, :, c.late_keys, :] *= KEY_SCALE
-        for name, expected in zip("qkv", (q, k, v)):
-            if not torch.equal(view(arena, shape, c, name), expected):
+        inputs = problem.inputs(shape, device, c.seed, c.params)
+        name, dim, picks, factor = c.late
+        t, picks = inputs[name], torch.as_tensor(picks, dtype=torch.long, device=device)
+        t.index_copy_(dim, picks, t.index_select(dim, picks) * factor)
+        for name, _, _, role in batch.buffers:
+            if role == "input" and not torch.equal(view(arena, batch, c, name), inputs[name]):
                 raise Verdict("rejected", f"{shape.name}: the candidate modified its input `{name}`")
-        out = view(arena, shape, c, "out")
+        out = view(arena, batch, c, out_name)
         n = c.rows.shape[0]  # this call's sampled rows, in the order the snapshot gathered them
         snap, start = batch.snapshot[start:start + n * d].view(n, d), start + n * d
         rows = c.rows.to(out.device)
-        final = out[rows[:, 0], rows[:, 1], rows[:, 2]]
+        final = out[tuple(rows.t())]
         where = f"{shape.name} ({batch.phase}, call {j + 1} of {len(batch.calls)})"
         if not bool(torch.isfinite(snap.float()).all()) and bool(torch.isfinite(final.float()).all()):
             raise Verdict("rejected", f"{where}: output rows were still unwritten when the runner said done: "
                                       "work must finish inside the timed call")
-        if not torch.equal(snap.view(torch.int16), final.view(torch.int16)):  # bits: NaN poison equals itself
+        if not torch.equal(snap.view(bits), final.view(bits)):  # bits: NaN poison equals itself
             raise Verdict("rejected", f"{where}: the output changed after the runner said done")
-        ref = problem.reference_rows(q, k, v, shape.causal, c.sm_scale, rows)
+        ref = problem.expected_rows(inputs, shape, c.params, rows)
         max_abs, rel, reason = compare(snap, ref, tol)
         worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, rel)
         if not reason and batch.full:
-            max_abs, rel, reason = compare(out, problem.reference(q, k, v, shape.causal, c.sm_scale), tol)
+            max_abs, rel, reason = compare(out, problem.expected(inputs, shape, c.params), tol)
             worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, rel)
         if reason:
             record(shape, c.seed, batch.phase, max_abs, rel, False, reason)
@@ -181,26 +205,46 @@ def compare(out, ref, tol) -> tuple[float, float, str]:
 
 
 # ------------------------------------------------------------------ helpers
-def view(arena, shape, call: Call, name: str):
-    heads = shape.heads_q if name in ("q", "out") else shape.heads_kv
-    return arena.view(call.offsets[name], (shape.batch, heads, shape.seqlen, shape.head_dim),
-                      getattr(torch, shape.dtype))
+def view(arena, batch: Batch, call: Call, name: str):
+    """The arena's view of one buffer of one call."""
+    (dims, dt), = [(d, t) for n, d, t, _ in batch.buffers if n == name]
+    return arena.view(call.offsets[name], tuple(dims), _dtype(dt))
 
 
-def _key_rows_index(shape, c: Call, device: str) -> torch.Tensor:
-    b = torch.arange(shape.batch, device=device)[:, None, None, None]
-    h = torch.arange(shape.heads_kv, device=device)[None, :, None, None]
-    p = torch.tensor(c.late_keys, device=device)[None, None, :, None]
-    d = torch.arange(shape.head_dim, device=device)[None, None, None, :]
-    linear = ((b * shape.heads_kv + h) * shape.seqlen + p) * shape.head_dim + d
-    return (c.offsets["k"] // 2 + linear).reshape(-1)
+def _output(batch: Batch) -> tuple:
+    (out,) = [(n, list(d), t) for n, d, t, role in batch.buffers if role == "output"]
+    return out
 
 
-def _out_rows_index(shape, c: Call, device: str) -> torch.Tensor:
-    r = c.rows.to(device)
-    row = (r[:, 0] * shape.heads_q + r[:, 1]) * shape.seqlen + r[:, 2]
-    linear = row[:, None] * shape.head_dim + torch.arange(shape.head_dim, device=device)[None, :]
-    return (c.offsets["out"] // 2 + linear).reshape(-1)
+def _unravel(r: int, dims) -> list[int]:
+    out = []
+    for size in reversed(list(dims)):
+        r, i = divmod(r, size)
+        out.append(i)
+    return out[::-1]
+
+
+def _row_number(rows: torch.Tensor, out_dims) -> torch.Tensor:
+    """Row indices [R, ndim-1] -> the row's number in the output's row-major order."""
+    number = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
+    for axis, size in enumerate(out_dims[:-1]):
+        number = number * size + rows[:, axis]
+    return number
+
+
+def _check_factor(factor: float) -> None:
+    """A late change must be exact: a power of two (other than 1) scales without rounding."""
+    mantissa, _ = math.frexp(float(factor))
+    if mantissa != 0.5 or factor == 1.0:
+        raise ValueError(f"late_change factor {factor} is not a power of two other than 1")
+
+
+def _dtype(name: str):
+    return getattr(torch, name)
+
+
+def _itemsize(name: str) -> int:
+    return ITEMSIZE[name]
 
 
 def _sync(device: str) -> None:

@@ -3,12 +3,16 @@
 Started by the judge (avo/harness/judge.py) inside the OS sandbox
 (avo/harness/sandbox.py) as
 
-    python -m avo.harness.candidate_host SOCKET_FD CANDIDATE_PATH DEVICE [ENTRY]
+    python -m avo.harness.candidate_host SOCKET_FD CANDIDATE_PATH DEVICE ENTRY
 
 It maps the judge's arena, then answers `batch` messages: for every call, views
-the judge's input buffers, calls `attention(q, k, v, causal=, sm_scale=)` and
-copies the returned tensor into the judge's output buffer; after the batch it
-synchronizes and says `done`. It never learns whether a call is checked or timed
+the judge's input buffers, calls the problem's entry point on them with the
+call's keyword arguments (attention: `attention(q, k, v, causal=, sm_scale=)`;
+RMSNorm: `rmsnorm(x, w, eps=)`) and copies the returned tensor into the judge's
+output buffer; after the batch it synchronizes and says `done`. ENTRY is the
+function's name; `trusted:NAME` is the judge's own baseline code (a library
+call), which runs without the profiler and with the numpy bridges open:
+anything else is watched. It never learns whether a call is checked or timed
 (every call is both), holds no seeds, no reference, no tolerances and no record,
 and nothing it says about the calls is taken as evidence: the judge reads the
 bytes and keeps the clock.
@@ -45,6 +49,7 @@ from avo.harness import arena as arena_mod
 from avo.harness import wire
 
 THIS_FILE = os.path.abspath(__file__)
+TRUSTED = "trusted:"  # avo.harness.layout.TRUSTED: an entry prefix only the judge writes
 # Processes the Triton compiler itself starts (ptxas, the launcher's C compiler, ldconfig).
 # (Seen on the H100 image: Triton 3.6 also runs `file` on the CUDA libraries it finds.)
 COMPILER_TOOLS = ("ptxas", "cuobjdump", "nvdisasm", "gcc", "cc", "clang", "g++", "c++", "ldconfig", "nvcc",
@@ -226,7 +231,10 @@ def _numel(shape) -> int:
 # ------------------------------------------------------------------- main
 def main() -> int:
     fd, candidate_path, device = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    entry = sys.argv[4] if len(sys.argv) > 4 else "attention"  # the baselines module hosts `cudnn`, `fa2`
+    entry = sys.argv[4]
+    # watched unless the judge said this is its own baseline code: the judge chooses the entry, never the file
+    candidate = not entry.startswith(TRUSTED)
+    entry = entry.removeprefix(TRUSTED)
     sock = socket.socket(fileno=fd)
     send, recv = wire.send, wire.recv
     workdir = os.path.dirname(os.path.abspath(candidate_path))
@@ -239,7 +247,6 @@ def main() -> int:
     message, fds = recv(sock, with_fds=True)
     shared = arena_mod.open_cpu(message, fds[0]) if device == "cpu" else arena_mod.open_cuda(message)
     hook, audit, violations = make_audit_hook([workdir, "/tmp", "/dev/shm"])
-    candidate = entry == "attention"
     if candidate:
         close_numpy_bridges(violations)
     # the baselines (trusted PyTorch code) run unwatched: the profiler's per-API-call cost
@@ -282,13 +289,13 @@ def serve_calls(path: str, entry: str, shared, device: str, work, results) -> No
     import torch
 
     try:
-        attention = _load(path, entry)
+        fn = _load(path, entry)
     except BaseException as e:  # noqa: BLE001 - the candidate's error is data for the judge
         results.put({"error": _describe(e)})
         return
     results.put({"ready": True})
     while True:
-        results.put(_run_batch(attention, shared, work.get(), device, torch))
+        results.put(_run_batch(fn, entry, shared, work.get(), device, torch))
 
 
 def _load(path: str, entry: str):
@@ -298,19 +305,21 @@ def _load(path: str, entry: str):
     module = importlib.util.module_from_spec(spec)
     sys.modules["candidate"] = module
     spec.loader.exec_module(module)
-    attention = getattr(module, entry, None)
-    if not callable(attention):
+    fn = getattr(module, entry, None)
+    if not callable(fn):
         raise TypeError(f"the file defines no callable `{entry}`")
-    return attention
+    return fn
 
 
-def _run_batch(attention, shared, calls: list, device: str, torch) -> dict:
+def _run_batch(fn, entry: str, shared, calls: list, device: str, torch) -> dict:
     for i, call in enumerate(calls):
-        q, k, v, out = (shared.view(*_spec(call[name], torch)) for name in ("q", "k", "v", "out"))
+        # the judge's message: the views' places and the entry's keyword arguments (plain JSON values)
+        inputs = [shared.view(*_spec(spec, torch)) for spec in call["inputs"]]
+        out = shared.view(*_spec(call["out"], torch))
         try:
-            result = attention(q, k, v, causal=bool(call["causal"]), sm_scale=call["sm_scale"])
+            result = fn(*inputs, **call["args"])
             if not isinstance(result, torch.Tensor):
-                return {"error": f"attention returned {type(result).__name__}, not a Tensor", "call": i,
+                return {"error": f"{entry} returned {type(result).__name__}, not a Tensor", "call": i,
                         "kind": "incorrect"}
             if tuple(result.shape) != tuple(out.shape) or result.dtype != out.dtype \
                     or result.device.type != out.device.type:

@@ -1,14 +1,15 @@
 """Static checks on a candidate's source, before any of it runs.
 
-A candidate must be one Python file that defines `attention(q, k, v, causal,
-sm_scale)` and does the work in Triton kernels it defines. These checks reject,
-by reading the syntax tree, what the contract forbids:
+A candidate must be one Python file that defines the problem's entry point
+(its SIGNATURE: `attention(q, k, v, causal=False, sm_scale=None)`,
+`rmsnorm(x, w, eps=1e-6)`) and does the work in Triton kernels it defines.
+These checks reject, by reading the syntax tree, what the contract forbids:
 
 - imports outside a small allow-list (no os/sys/ctypes/subprocess/importlib/
   threading/time...), so the file cannot reach the process, the clock or other
   libraries;
 - library compute for the main work: torch/library attention, matmul, softmax,
-  einsum, linear, the `@` operator outside Triton kernels;
+  norms, einsum, linear, the `@` operator outside Triton kernels;
 - escape hatches: exec/eval/compile/open/getattr/setattr/globals/__import__,
   private attributes (`torch._C`, `x.__dict__`), assignment to attributes of
   imported modules (monkey-patching torch, triton or the harness).
@@ -52,6 +53,7 @@ FORBIDDEN_NAMES = {
     "scaled_dot_product_attention", "sdpa_kernel", "flash_attn", "flash_attn_func",
     "matmul", "mm", "bmm", "cdist", "baddbmm", "addmm", "addbmm", "einsum", "tensordot", "linear",
     "softmax", "log_softmax", "functional", "cudnn", "cublas", "chain_matmul", "multi_dot",
+    "rms_norm", "layer_norm", "native_layer_norm", "group_norm", "batch_norm", "vector_norm",
     "nn", "ops", "library", "compile", "cpp_extension", "load_inline", "testing", "runtime",
     # escape hatches
     "exec", "eval", "open", "getattr", "setattr", "delattr", "globals", "locals", "vars",
@@ -70,7 +72,7 @@ class Violation:
 
 
 class SourceError(Exception):
-    """The file is not a candidate at all (syntax error, no `attention`)."""
+    """The file is not a candidate at all (syntax error, no entry point)."""
 
 
 def parse(source: str) -> ast.Module:
@@ -81,14 +83,23 @@ def parse(source: str) -> ast.Module:
         raise SourceError(f"syntax error{where}: {e.msg}") from None
 
 
-def check_contract(tree: ast.Module) -> None:
-    """Raise SourceError unless the file defines the entry point and a Triton kernel."""
+def check_contract(tree: ast.Module, problem=None) -> None:
+    """Raise SourceError unless the file defines the problem's entry point and a Triton
+    kernel. problem=None: the entry point of any problem module this process has loaded
+    (the default problem's first; its name is the one an error message gives). Which
+    entry is required is finally the judge's business: the runner calls the judge's
+    problem's entry and reports a file without it."""
+    from avo.problem import entry_inputs, entry_name, loaded_problems
+
     fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    if "attention" not in fns:
-        raise SourceError("no top-level function `attention(q, k, v, causal=False, sm_scale=None)`")
-    params = [a.arg for a in fns["attention"].args.args]
-    if params[:3] != ["q", "k", "v"]:
-        raise SourceError(f"`attention` must take (q, k, v, causal=False, sm_scale=None); it takes {params}")
+    problems = [problem] if problem is not None else loaded_problems()
+    found = [p for p in problems if entry_name(p) in fns] or problems[:1]
+    wanted, name = found[0], entry_name(found[0])
+    if name not in fns:
+        raise SourceError(f"no top-level function `{wanted.SIGNATURE}`")
+    params, needed = [a.arg for a in fns[name].args.args], entry_inputs(wanted)
+    if params[:len(needed)] != needed:
+        raise SourceError(f"`{name}` must take ({wanted.SIGNATURE.split('(', 1)[1]}; it takes {params}")
     if not any(_is_triton_jit(fn) for fn in fns.values()):
         raise SourceError("no @triton.jit kernel: the work must be done by Triton kernels the file defines")
 
@@ -189,8 +200,9 @@ def _root_name(node: ast.AST) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
-def check_source(source: str) -> list[Violation]:
-    """Parse, check the contract (raises SourceError) and return the violations."""
+def check_source(source: str, problem=None) -> list[Violation]:
+    """Parse, check the contract (raises SourceError) and return the violations.
+    problem: the problem module the file is a candidate for (see check_contract)."""
     tree = parse(source)
-    check_contract(tree)
+    check_contract(tree, problem)
     return find_violations(tree)

@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 NAME = "attention-fwd"
+SIGNATURE = "attention(q, k, v, causal=False, sm_scale=None)"  # the candidate's entry point
 HEAD_DIMS = (64, 128)
 DTYPES = ("bfloat16", "float16")
 
@@ -220,6 +221,60 @@ def reference_rows(q, k, v, causal: bool, sm_scale: float | None, rows):
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev_tf32
     return out
+
+
+# ------------------------------------------------------------- the call protocol
+# What the judge (avo/harness/calls.py) reads to lay out, draw, change and verify
+# one call; docs/problems.md explains the contract.
+LATE_KEYS = 2  # key positions rescaled per call after the clock starts
+KEY_SCALE = 8.0  # a power of two: exact; these keys then dominate the softmax of many queries
+
+
+def buffers(shape: Shape) -> list[tuple]:
+    """The buffers of one call: q, k, v in the entry's order, then the output."""
+    q = (shape.batch, shape.heads_q, shape.seqlen, shape.head_dim)
+    kv = (shape.batch, shape.heads_kv, shape.seqlen, shape.head_dim)
+    return [("q", q, shape.dtype, "input"), ("k", kv, shape.dtype, "input"), ("v", kv, shape.dtype, "input"),
+            ("out", q, shape.dtype, "output")]
+
+
+def draw_call(shape: Shape, rng, vary: bool) -> dict:
+    """One call's draws: q's amplitude (sharper softmax) and sm_scale, varied on check calls."""
+    amplitude = rng.choice((1.0, 3.0)) if vary else 1.0
+    sm_scale = rng.choice((None, 0.7 / math.sqrt(shape.head_dim))) if vary else None
+    return {"args": {"causal": shape.causal, "sm_scale": sm_scale}, "amplitude": amplitude}
+
+
+def inputs(shape: Shape, device: str, seed: int, call: dict) -> dict:
+    q, k, v = make_inputs(shape, device, seed, call["amplitude"])
+    return {"q": q, "k": k, "v": v}
+
+
+def late_change(shape: Shape, rng) -> tuple:
+    """A few key positions of every (batch, KV head), scaled by 8 after the clock starts:
+    they dominate many queries' softmax, so an output computed earlier is wrong."""
+    return "k", 2, sorted(rng.sample(range(shape.seqlen), min(LATE_KEYS, shape.seqlen))), KEY_SCALE
+
+
+def expected(inputs: dict, shape: Shape, call: dict):
+    return reference(inputs["q"], inputs["k"], inputs["v"], shape.causal, call["args"]["sm_scale"])
+
+
+def expected_rows(inputs: dict, shape: Shape, call: dict, rows):
+    """rows: [R, 3] (batch, query head, position) of the output."""
+    return reference_rows(inputs["q"], inputs["k"], inputs["v"], shape.causal, call["args"]["sm_scale"], rows)
+
+
+def compile_shapes(shapes: list[Shape]) -> list[Shape]:
+    """One small call per kernel variant the shapes need: (dtype, head dim, causal)."""
+    variants = sorted({(s.dtype, s.head_dim, s.causal) for s in shapes})
+    return [Shape(1, 2, 1, 64, head_dim, causal, dtype) for dtype, head_dim, causal in variants]
+
+
+# record column -> (trusted file next to this one, its function, what it is); timed on GPUs
+# before the candidate's runner exists, by the same clock; ratios are taken to `cudnn`
+BASELINES = {"cudnn": ("baselines.py", "cudnn", "cuDNN (PyTorch SDPA, CUDNN_ATTENTION backend)"),
+             "fa2": ("baselines.py", "fa2", "FlashAttention-2 (PyTorch SDPA, FLASH_ATTENTION backend)")}
 
 
 def held_out_shapes(device: str, rng, n: int) -> list[Shape]:
