@@ -47,12 +47,14 @@ class HarnessCalls:
     check: Callable[[str], EvalResult]
     bench: Callable[[str, list[str] | None], EvalResult]
     compiler_stats: Callable[[str], str]
+    profiler: object | None = None  # avo.profiling.Profiler: profile_kernel / show_compiled; None: unavailable
 
     @classmethod
     def from_harness(cls, device: str = "auto", suite: str | None = None,
                      timeout_s: float | None = None, quick: bool = False) -> "HarnessCalls":
         from avo.compile_stats import compiler_stats_text
         from avo.harness import evaluate
+        from avo.profiling import Profiler
 
         return cls(
             evaluate=lambda src: evaluate(src, device=device, suite=suite, timeout_s=timeout_s, quick=quick),
@@ -60,6 +62,8 @@ class HarnessCalls:
             bench=lambda src, configs: evaluate(src, device=device, suite=suite, configs=configs,
                                                 timeout_s=timeout_s),
             compiler_stats=compiler_stats_text,
+            # says in one line where ncu or a GPU is missing; checked when the tool is called, not here
+            profiler=Profiler(suite=suite),
         )
 
 
@@ -103,7 +107,7 @@ class AgentOperator:
         wb = Workbench(source=ctx.parent_source, parent_version=ctx.parent_version,
                        parent_source=ctx.parent_source, parent_result=ctx.parent_result,
                        lineage=self.lineage, knowledge=self.knowledge, check=harness.check,
-                       bench=harness.bench, compiler_stats=harness.compiler_stats)
+                       bench=harness.bench, compiler_stats=harness.compiler_stats, profiler=harness.profiler)
         usage = Usage()
         context = VariationContext(model=self.model, workbench=wb,
                                    evaluate=ctx.evaluate or harness.evaluate, spec=self.spec,

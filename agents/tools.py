@@ -11,7 +11,7 @@ pass a temporary real Lineage or a fake.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from langchain_core.tools import StructuredTool
 
@@ -47,9 +47,12 @@ class Workbench:
     check: Callable[[str], EvalResult]  # compile + small correctness (harness, quick=True)
     bench: Callable[[str, list[str] | None], EvalResult]  # time all or some suite configs
     compiler_stats: Callable[[str], str]  # registers/spills/shared memory, as text
-    # profile(source, config) -> a few lines (ncu on a GPU); None: `unavailable_profile`
-    profile: Callable[[str, str | None], str] | None = None
+    # avo.profiling.Profiler (or a stand-in with its methods); None: `unavailable_profile`
+    profiler: Any | None = None
     session_notes: list[str] = field(default_factory=list)  # this session's attempts
+    profiles: dict = field(default_factory=dict)  # (source sha256, config) -> ProfileRun, this session's
+    compiled: dict = field(default_factory=dict)  # source sha256 -> ProfileRun of an ahead-of-time compile
+    profile_delta: str = ""  # the last profile's delta vs the parent, until the critique takes it
 
 
 # ------------------------------------------------------------------ rendering
@@ -220,16 +223,34 @@ def make_tools(wb: Workbench | None) -> list[StructuredTool]:
         except Exception as e:  # noqa: BLE001 - best effort, never a crash
             return f"compiler stats unavailable: {type(e).__name__}: {e}"
 
-    def profile_kernel(config: str | None = None) -> str:
-        """A hardware profile of the working kernel on one suite config (ncu on a GPU: pipe utilisation, stalls, occupancy, registers); says so in one line where no GPU or ncu is available."""
+    # (not `config`: LangChain hands a tool's `config` parameter its RunnableConfig)
+    def profile_kernel(config_name: str | None = None) -> str:
+        """A hardware profile (ncu) of the working kernel on one suite config, config_name e.g. "mha b4 s8192 d128 causal bf16" (default: the suite's first): tensor-pipe and MUFU utilisation, issue slots, stall reasons, occupancy, registers, shared memory, ptxas warnings, and the change against the parent's profile. Takes a minute or two; says so in one line where no GPU or ncu is available."""
+        from agents.profiling import profile_answer
+
         w = need()
         try:
-            return (w.profile or unavailable_profile)(w.source, config)
+            return profile_answer(w, config_name)
+        except ToolError:
+            raise
         except Exception as e:  # noqa: BLE001 - best effort, never a crash
-            return f"profile unavailable: {type(e).__name__}: {e}"
+            return f"profile unavailable: {type(e).__name__}: {str(e)[:200]}"
+
+    def show_compiled(kind: str = "sass", kernel: str | None = None, find: str | None = None,
+                      lines: int = 80) -> str:
+        """An excerpt of the working kernel's compiled code: kind "ttgir", "ptx", "sass" or "ptxas" (ptxas -v's report and warnings, e.g. serialised wgmma). Without `find`, the densest window of tensor-core and exp instructions (the hot loop); with `find`, the lines around its first occurrence (plain text). `kernel` picks one kernel by name; `lines` at most 200. Uses the GPU's compile from the last profile of this kernel, else compiles ahead of time for sm_90a."""
+        from agents.profiling import compiled_answer
+
+        w = need()
+        try:
+            return compiled_answer(w, kind, kernel, find, lines)
+        except ToolError:
+            raise
+        except Exception as e:  # noqa: BLE001 - best effort, never a crash
+            return f"compiled code unavailable: {type(e).__name__}: {str(e)[:200]}"
 
     fns = [list_lineage, show_version, diff_versions, search_knowledge, read_attempts,
-           show_kernel, edit_kernel, quick_check, benchmark, compiler_stats, profile_kernel]
+           show_kernel, edit_kernel, quick_check, benchmark, compiler_stats, profile_kernel, show_compiled]
     return [StructuredTool.from_function(fn, handle_tool_error=False) for fn in fns]
 
 
@@ -237,20 +258,11 @@ TOOL_NAMES = tuple(t.name for t in make_tools(None))
 
 
 def unavailable_profile(source: str, config: str | None = None) -> str:
-    """The profile tool where no profiler can run: one line saying why."""
-    import shutil
+    """The profile tool where no profiler is configured: one line saying why."""
+    from avo.profiling.run import unavailable
 
-    if shutil.which("ncu") is None:
-        return "profile unavailable: ncu (Nsight Compute) is not on PATH here; use benchmark and compiler_stats"
-    try:
-        import torch
-
-        gpu = torch.cuda.is_available()
-    except Exception:  # noqa: BLE001
-        gpu = False
-    if not gpu:
-        return "profile unavailable: no CUDA GPU here (ncu needs one); use benchmark and compiler_stats"
-    return "profile unavailable: ncu profiling is not wired into this session; use benchmark and compiler_stats"
+    return unavailable() or ("profile unavailable: no profiler is configured in this session; "
+                             "use benchmark and compiler_stats")
 
 
 def _closest_line(source: str, search: str) -> str | None:

@@ -37,7 +37,8 @@ from typing_extensions import TypedDict
 
 from agents import prompts
 from agents.models import Budget, BudgetExceeded, ModelCallFailed, ModelSpec, Usage, invoke_model
-from agents.tools import ToolError, Workbench, describe_result, make_tools
+from agents.profiling import take_profile_delta
+from agents.tools import ToolError, Workbench, describe_result, make_tools, quote_untrusted
 from avo.lineage import measured_effect
 from avo.records import EvalResult
 
@@ -99,7 +100,10 @@ MAX_ANSWER_CHARS = 16_000
 
 
 class Record(BaseModel):
-    """The critique's structured record of one iteration."""
+    """The critique's structured record of one iteration, as the model writes it.
+    The stored record (critique's `entry`) adds what was measured, not written:
+    status, geomeans, per-config effect and `profile_delta` (the last profile of
+    the iteration against the parent's, from profile_kernel; '' when none)."""
 
     decision: Literal["submit", "iterate"] = Field(description="submit the kernel, or iterate once more")
     technique: str = Field(description="short name of what was tried, e.g. causal-loop-split")
@@ -238,7 +242,8 @@ def critique(state: VariationState, runtime: Runtime[VariationContext]) -> Comma
     last = attempts[-1]
     result = EvalResult.from_dict(last["result"])
     measured = measured_effect(result, wb.parent_result)
-    report = _comparison(result, wb.parent_result, measured, iteration, ctx.limits)
+    profile_delta = take_profile_delta(wb)  # the last profile of this iteration, vs the parent ('' if none)
+    report = _comparison(result, wb.parent_result, measured, iteration, ctx.limits, profile_delta)
     can_iterate = (iteration + 1 < ctx.limits.max_iterations and not state.get("stop")
                    and state.get("steps", 0) < ctx.limits.max_steps)
     record, reply, note, failed = None, None, "", {}
@@ -262,7 +267,7 @@ def critique(state: VariationState, runtime: Runtime[VariationContext]) -> Comma
              "parent_geomean": wb.parent_result.geomean_tflops if wb.parent_result else None,
              "measured": measured, "decision": decision, "technique": record.technique,
              "expected_effect": record.expected_effect, "why": record.why, "lesson": record.lesson,
-             "message": result.message}
+             "profile_delta": profile_delta, "message": result.message}
     messages = [HumanMessage(report)]
     if reply is not None:
         messages.append(reply)
@@ -306,7 +311,7 @@ def submit(state: VariationState, runtime: Runtime[VariationContext]) -> dict:
 
 # --------------------------------------------------------------------- helpers
 def _comparison(result: EvalResult, parent: EvalResult | None, measured: dict, iteration: int,
-                limits: Limits) -> str:
+                limits: Limits, profile_delta: str = "") -> str:
     lines = [f"critique of iteration {iteration} (of at most {limits.max_iterations}):",
              describe_result(result, parent)]
     if parent is not None:
@@ -319,6 +324,8 @@ def _comparison(result: EvalResult, parent: EvalResult | None, measured: dict, i
         lines.append(f"measured effect vs parent: best {best[0]} {best[1]:.3f}x, worst {worst[0]} {worst[1]:.3f}x")
     elif result.ok:
         lines.append("measured effect vs parent: not comparable (different device, suite or GPU)")
+    if profile_delta:  # counters the kernel could fake: shown as its output, not as the harness's numbers
+        lines.append(quote_untrusted(profile_delta, 2_000, what="profile delta vs parent (ncu, from profile_kernel)"))
     lines.append("Call `record` once with your decision.")
     return "\n".join(lines)
 
