@@ -37,14 +37,29 @@ def visible_gpus() -> list[int]:
         return []
 
 
-def slots_for(device: str, cpu_slots: int) -> list:
-    """The lease pool: GPU ids on cuda; `cpu_slots` anonymous slots on cpu."""
+def slots_for(device: str, cpu_slots: int, depth: int = 1) -> list:
+    """The lease pool: GPU ids on cuda, `depth` evaluations in flight per GPU (the
+    extra slots are named "<gpu>#<k>": they load and compile while the GPU's timing
+    lock, held by the judge, keeps the measuring to one at a time); `cpu_slots`
+    anonymous slots on cpu."""
     if device == "cuda":
         gpus = visible_gpus()
         if not gpus:
             raise RuntimeError("device cuda asked for, but no GPU is visible on this host")
-        return gpus
+        return gpus + [f"{g}#{k}" for k in range(2, max(1, depth) + 1) for g in gpus]
     return [f"cpu{i}" for i in range(max(1, cpu_slots))]
+
+
+def gpu_of(slot) -> int | str:
+    """The GPU id a slot of slots_for() stands for."""
+    text = str(slot).split("#")[0]
+    return int(text) if text.isdigit() else text
+
+
+def timing_lock(gpu, lock_dir: Path = LOCK_DIR) -> Path:
+    """The file whose flock gives one judge this GPU for checking and timing."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    return lock_dir / f"gpu{gpu}.timing.lock"
 
 
 @contextmanager

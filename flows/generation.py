@@ -2,15 +2,14 @@
 
     select    parents for the generation's open slots (avo.selection), one context each
     vary      the operator proposes a candidate per slot; all slots at once (CPU, LLM calls)
-    evaluate  source in, record out: the harness judges the candidate on a leased device
-              (avo.gpu_pool: one evaluation per GPU); a source the population already
-              judged here is not judged again. It never reads the lineage: it is the task
-              sent to remote workers (with a Dask address)
+    evaluate  source in, record out: the evaluation cascade (avo.evaluator) on a leased
+              device slot; a source the population already judged is not judged again. It
+              never reads the lineage: it is the task sent to remote workers (Dask)
     commit    the commit rule, the lineage, git (avo.promotion.promote)
     log       the candidate's MLflow run (avo.promotion.log; a broken store only warns)
 
-Evaluations start as soon as their proposal exists; after each slot flows/bookkeeping.py
-saves the run's journal (what makes a killed run resumable) and reports progress.
+Evaluations start as soon as their proposal exists; after each slot, flows/bookkeeping.py saves
+the run's journal (what makes a killed run resumable) and reports progress.
 """
 from __future__ import annotations
 
@@ -26,6 +25,7 @@ from prefect.futures import as_completed
 
 from avo import gpu_pool, live
 from avo.candidate import Candidate
+from avo.evaluator import Yardstick, evaluator_for, yardstick_of
 from avo.evolution import Settings, current_directions
 from avo.harness import evaluate as harness_evaluate  # tests swap this for a fake
 from avo.lineage import Lineage
@@ -84,30 +84,30 @@ def vary(operator, ctx: VaryContext) -> Candidate:
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(candidate: Candidate, slot: int, settings: Settings, population: Population) -> Outcome:
+def evaluate(candidate: Candidate, slot: int, settings: Settings, population: Population,
+             best: Yardstick | None = None) -> Outcome:
     # `population` is the flow's own object on threads (commit adds to it as slots finish);
     # a remote worker gets the copy made at submit time: it misses only this generation's
     seen = population.tried(candidate.sha256, settings.device, settings.suite)
     if seen is not None:
         return Duplicate(slot, candidate, f"duplicate: this source was evaluated in generation "
                                           f"{seen.generation} ({seen.status})")
-    result, device_slot = judge(candidate.source, settings)
+    result, device_slot = judge(candidate.source, settings, best=best)
     if result is None:
         return NotRun(slot, candidate)
     return Evaluated(slot, candidate, result, {"host": socket.gethostname(), "pid": os.getpid(),
                                                "slot": device_slot})
 
 
-def judge(source: str, settings: Settings, stoppable: bool = True, **overrides) -> tuple[EvalResult | None, object]:
-    """The harness on a leased device (a GPU id, or a CPU slot): at most one
-    evaluation per GPU at a time. None if a stop was requested while waiting."""
-    h = settings.cfg.harness
-    with gpu_pool.lease(gpu_pool.slots_for(settings.device, settings.cfg.evolve.cpu_eval_slots)) as device_slot:
+def judge(source: str, settings: Settings, stoppable: bool = True, best: Yardstick | None = None,
+          **overrides) -> tuple[EvalResult | None, object]:
+    """The harness on a leased device slot (avo.evaluator: the cascade on a GPU, whose
+    judges take turns measuring). None if a stop was requested while waiting."""
+    slots = gpu_pool.slots_for(settings.device, settings.cfg.evolve.cpu_eval_slots, settings.cfg.harness.pipeline_depth)
+    with gpu_pool.lease(slots) as device_slot:
         if stoppable and live.stop_requested():  # checked after the wait: only running work finishes
             return None, device_slot
-        kw = dict(device=settings.device, suite=settings.suite, timeout_s=h.timeout_s, quick=h.quick,
-                  gpu=device_slot if settings.device == "cuda" else None, problem_path=settings.problem_path)
-        return harness_evaluate(source, **{**kw, **overrides}), device_slot
+        return evaluator_for(settings).judge(source, device_slot, best, harness_evaluate, **overrides), device_slot
 
 
 @task(name="commit", cache_policy=NO_CACHE)
@@ -133,7 +133,8 @@ def generation(settings: Settings, state: RunState, operator, tracker=None) -> G
     population = Population.of(lineage)
     contexts = select(settings, state, lineage, population)
     proposals = [vary.submit(operator, ctx) for ctx in contexts]
-    evaluations = [evaluate.submit(p, ctx.slot, settings, population) for p, ctx in zip(proposals, contexts)]
+    best = yardstick_of(lineage.best())  # what the cascade screens and confirms against
+    evaluations = [evaluate.submit(p, ctx.slot, settings, population, best) for p, ctx in zip(proposals, contexts)]
     index = {future.task_run_id: i for i, future in enumerate(evaluations)}
     for future in as_completed(evaluations):
         i = index[future.task_run_id]

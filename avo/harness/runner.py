@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from avo.candidate import source_sha256
@@ -65,6 +66,7 @@ def evaluate(
     problem_path: str | Path = DEFAULT_PROBLEM,
     static_checks: bool = True,
     gpu: int | str | None = None,  # pin the judge and its runner to this GPU (CUDA_VISIBLE_DEVICES); None: inherit
+    stages: "Stages | None" = None,  # the cascade (avo/cascade.py): cached baselines, screen, gate, confirmation
 ) -> EvalResult:
     """Judge one candidate. Always returns an EvalResult (errors are data).
 
@@ -100,11 +102,47 @@ def evaluate(
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="avo-eval-") as work:
         result = _run_judge(text, Path(work), device, suite, configs, quick, seeds, Path(problem_path), timeout,
-                             gpu)
+                             gpu, stages)
     result.wall_s = round(time.monotonic() - t0, 3)
     result.source_sha256 = sha
     result.suite, result.device, result.interpreter = suite, device, device == "cpu"
     return _sanity_check(result, quick)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """What the orchestrator tells the judge about the cascade (avo/cascade.py).
+
+    baselines: config -> backend -> ConfigTiming fields, from this GPU's cache
+    screen, gate_tflops: the screen's configs and the geomean a candidate must reach
+    confirm_source: the best's kernel; when the full suite beats best_geomean by
+    floor, the judge re-measures both in turns (confirm_rounds, on confirm_configs)
+    recheck_baselines: configs whose baselines are timed again although cached (drift check)
+    gpu_lock: a lock file per GPU; the judge holds it while it checks and times
+    """
+    baselines: dict = field(default_factory=dict)
+    screen: tuple[str, ...] = ()
+    gate_tflops: float | None = None
+    confirm_source: str | None = None
+    best_version: int | None = None
+    best_sha256: str = ""
+    best_geomean: float | None = None
+    floor: float = 0.0
+    confirm_rounds: int = 3
+    confirm_configs: tuple[str, ...] = ()
+    recheck_baselines: tuple[str, ...] = ()
+    gpu_lock: str | None = None
+
+    def job_fields(self, work: Path) -> dict:
+        fields = dict(baselines=self.baselines, screen=list(self.screen), gate_tflops=self.gate_tflops,
+                      recheck_baselines=list(self.recheck_baselines), gpu_lock=self.gpu_lock)
+        if self.confirm_source is not None and self.best_geomean is not None:
+            best = work / "best.py"
+            best.write_text(self.confirm_source)
+            fields["confirm"] = dict(path=str(best), version=self.best_version, sha256=self.best_sha256,
+                                     best_geomean=self.best_geomean, floor=self.floor, rounds=self.confirm_rounds,
+                                     configs=list(self.confirm_configs or self.screen))
+        return fields
 
 
 def _is_path(source) -> bool:
@@ -114,12 +152,14 @@ def _is_path(source) -> bool:
 
 
 def _run_judge(text, work: Path, device, suite, configs, quick, seeds, problem_path, timeout,
-                gpu=None) -> EvalResult:
+               gpu=None, stages: "Stages | None" = None) -> EvalResult:
     cand = work / "candidate.py"
     cand.write_text(text)
     read_fd, write_fd = os.pipe()
     job = dict(candidate_path=str(cand), problem_path=str(problem_path), device=device, suite=suite,
                configs=configs, quick=quick, seeds=seeds, result_fd=write_fd)
+    if stages is not None:
+        job.update(stages.job_fields(work))
     log_path = work / "judge.log"
     with open(log_path, "wb") as log:
         proc = sandbox.spawn([sys.executable, "-s", "-m", "avo.harness.judge"], env=_scrubbed_env(work, device, gpu),

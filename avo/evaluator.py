@@ -1,0 +1,123 @@
+"""One candidate through the evaluation cascade on one leased device.
+
+The orchestrator's side of avo/cascade.py: it keeps the baseline cache of each GPU
+filled (and checked for drift), tells the judge which configs to screen, where the
+gate is and which kernel to confirm against, and adds what the judge timed to the
+cache. The judge does the measuring; this module decides nothing about kernels.
+
+On a CPU (the Triton interpreter) there is nothing to cache and interpreter timings
+decide nothing, so a candidate is judged as before: compile, check, time.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from avo import cascade, gpu_pool
+from avo.baseline_cache import BaselineCache
+from avo.config import HarnessConfig
+from avo.harness.runner import Stages
+from avo.records import EvalResult
+
+
+@dataclass(frozen=True)
+class Yardstick:
+    """The best committed version, as the cascade measures candidates against it."""
+
+    version: int
+    source: str
+    sha256: str
+    geomean: float
+    tflops: dict  # config -> TFLOPS in its own record (the screen's gate comes from these)
+
+
+def yardstick_of(version) -> Yardstick | None:
+    """From a lineage Version (None, or one without timings: no yardstick)."""
+    if version is None or not version.result.ok or not version.result.timings:
+        return None
+    from avo.candidate import source_sha256
+
+    return Yardstick(version.number, version.source, source_sha256(version.source), version.result.geomean_tflops,
+                     {t.config: t.tflops for t in version.result.timings})
+
+
+class Evaluator:
+    def __init__(self, cfg: HarnessConfig, *, device: str, suite: str, suite_configs: list[str],
+                 problem_path: Path, floor: float, cache_path: Path | None = None):
+        self.cfg, self.device, self.suite, self.problem_path, self.floor = cfg, device, suite, problem_path, floor
+        self.suite_configs = list(suite_configs)
+        self.screen = cascade.screen_configs(self.suite_configs, cfg.screen_size)
+        self.cache = BaselineCache(cache_path, cfg.baseline_drift_s, cfg.baseline_drift_tolerance)
+        self._gpu_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @property
+    def cascading(self) -> bool:
+        return self.cfg.cascade and self.device == "cuda"
+
+    def judge(self, source: str, slot, best: Yardstick | None, evaluate: Callable[..., EvalResult],
+              **overrides) -> EvalResult:
+        """`evaluate` is the harness's (tests pass a fake); overrides go to it as they are."""
+        kw = dict(device=self.device, suite=self.suite, timeout_s=self.cfg.timeout_s, quick=self.cfg.quick,
+                  problem_path=self.problem_path)
+        if self.device != "cuda":
+            return evaluate(source, **{**kw, **overrides})
+        gpu = gpu_pool.gpu_of(slot)
+        kw["gpu"] = gpu
+        if not self.cascading or self.cfg.quick or overrides.get("quick") or overrides.get("configs"):
+            return evaluate(source, **{**kw, **overrides})
+        key = self.key(gpu)
+        with self._guard:
+            warm_up = self._gpu_locks.setdefault(key, threading.Lock())
+        with warm_up:  # the first judge on a GPU times its baselines; the others wait and reuse them
+            if not self.cache.has(key, self.suite_configs):
+                return self._judge(source, gpu, best, evaluate, {**kw, **overrides}, recheck=())
+        recheck = tuple(self.screen) if self.cache.drift_check_due(key) else ()
+        return self._judge(source, gpu, best, evaluate, {**kw, **overrides}, recheck)
+
+    def _judge(self, source, gpu, best, evaluate, kw, recheck) -> EvalResult:
+        key = self.key(gpu)
+        gate = None
+        if best is not None:
+            gate = cascade.gate_tflops([best.tflops.get(c, 0.0) for c in self.screen], self.cfg.screen_slack)
+        stages = Stages(baselines=self.cache.rows(key), screen=tuple(self.screen), gate_tflops=gate,
+                        confirm_source=best.source if best else None, best_version=best.version if best else None,
+                        best_sha256=best.sha256 if best else "", best_geomean=best.geomean if best else None,
+                        floor=self.floor, confirm_rounds=self.cfg.confirm_rounds, confirm_configs=tuple(self.screen),
+                        recheck_baselines=recheck, gpu_lock=str(gpu_pool.timing_lock(gpu)))
+        result = evaluate(source, **kw, stages=stages)
+        timed = result.env.get("baselines_timed") or {}
+        fresh = {c: timed[c] for c in recheck if c in timed}
+        if fresh:
+            drift = self.cache.check_drift(key, fresh)
+            result.env["baseline_drift"] = drift
+        self.cache.add(key, {c: rows for c, rows in timed.items() if c not in fresh}, result.env)
+        return result
+
+    @staticmethod
+    def key(gpu) -> str:
+        return f"{socket.gethostname()}:gpu{gpu}"
+
+
+_EVALUATORS: dict[tuple, Evaluator] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def evaluator_for(settings) -> Evaluator:
+    """The one Evaluator of this process for a run's settings (its baseline cache is
+    shared by the run's evaluate tasks, and kept beside the run's journal)."""
+    from avo.problem import load_problem
+
+    key = (str(settings.state_file), settings.device, settings.suite, str(settings.problem_path))
+    with _REGISTRY_LOCK:
+        if key not in _EVALUATORS:
+            problem = load_problem(Path(settings.problem_path))
+            suite = settings.suite or problem.DEFAULT_SUITE[settings.device]
+            _EVALUATORS[key] = Evaluator(
+                settings.cfg.harness, device=settings.device, suite=suite,
+                suite_configs=[s.name for s in problem.SUITES[suite]], problem_path=Path(settings.problem_path),
+                floor=settings.margin, cache_path=Path(settings.state_file).parent / "baselines.json")
+        return _EVALUATORS[key]

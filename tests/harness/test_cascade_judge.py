@@ -1,0 +1,49 @@
+"""The judge's cascade stages, on the interpreter: screen and gate, confirmation re-measure."""
+from pathlib import Path
+
+import pytest
+
+from avo.harness.runner import Stages, evaluate
+
+SEED = Path("kernel_src/attention/seeds/fa2.py").read_text()
+SCREEN = ("mha b1 s128 d64 full fp16",)
+
+
+def test_a_candidate_below_the_gate_stops_after_the_screen():
+    r = evaluate(SEED, device="cpu", stages=Stages(screen=SCREEN, gate_tflops=1e6))
+    assert r.status == "ok" and r.cascade["stage"] == "screen"
+    assert r.cascade["stopped"].startswith("screened out") and r.cascade["gate_tflops"] == 1e6
+    assert [t.config for t in r.timings] == list(SCREEN) and r.heldout == []  # the rest never ran
+    assert "full" not in r.env["stage_s"] and "recheck" not in r.env["stage_s"]
+    assert r.confirm == {}
+    assert r.env["kernel_s"] > 0
+
+
+def test_a_candidate_that_beats_the_best_is_confirmed_in_turns_with_it():
+    slow_best = SEED.replace("# ", "# the best: ", 1)  # another source, same kernel
+    r = evaluate(SEED, device="cpu", stages=Stages(screen=SCREEN, gate_tflops=1e-9, confirm_source=slow_best,
+                                                   best_version=3, best_sha256="x", best_geomean=1e-9,
+                                                   floor=0.01, confirm_rounds=2))
+    assert r.status == "ok", r.message
+    assert r.cascade["stage"] == "full" and not r.cascade["stopped"]
+    assert len(r.timings) == 2 and len(r.heldout) == 1  # the screen's row counts in the full suite
+    c = r.confirm
+    assert c["best_version"] == 3 and c["rounds"] == 2 and c["configs"] == list(SCREEN)
+    assert len(c["best_ms"]) == len(c["candidate_ms"]) == 2 and all(len(x) == 1 for x in c["best_ms"])
+    assert c["ratio"] > 0 and c["spread"] >= 0
+    assert r.env["stage_s"]["confirm"] > 0
+
+
+def test_no_confirmation_when_the_full_suite_does_not_beat_the_best():
+    r = evaluate(SEED, device="cpu", stages=Stages(screen=SCREEN, gate_tflops=None, confirm_source=SEED,
+                                                   best_version=3, best_geomean=1e9, floor=0.01))
+    assert r.status == "ok" and r.cascade["stage"] == "full"
+    assert r.confirm == {} and "confirm" not in r.env["stage_s"]
+
+
+def test_a_broken_best_cannot_confirm_anything():
+    broken = SEED.replace("def attention(", "def _attention_unused(", 1) + "\n\ndef attention(q, k, v, causal=False, sm_scale=None):\n    return q * 0\n"
+    r = evaluate(SEED, device="cpu", static_checks=False,
+                 stages=Stages(screen=SCREEN, gate_tflops=None, confirm_source=broken, best_version=1,
+                               best_geomean=1e-9, floor=0.0, confirm_rounds=1))
+    assert r.status != "ok" and r.confirm == {}

@@ -1,0 +1,62 @@
+"""The baseline cache (avo/baseline_cache.py): timed once per GPU, drift re-times."""
+import json
+
+import pytest
+
+from avo.baseline_cache import BaselineCache
+
+
+def rows(tflops: float, configs=("a", "b")) -> dict:
+    return {c: {"cudnn": {"config": c, "ms": 1.0, "tflops": tflops, "calls": 24, "spread": 0.01},
+                "fa2": {"config": c, "ms": 2.0, "tflops": tflops / 2, "calls": 24, "spread": 0.01}}
+            for c in configs}
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_rows_are_kept_per_gpu_and_survive_a_restart(tmp_path):
+    path = tmp_path / "baselines.json"
+    cache = BaselineCache(path)
+    assert not cache.has("h:gpu0", ["a"])
+    cache.add("h:gpu0", rows(600.0), {"gpu": "H100", "torch": "2.11"})
+    assert cache.has("h:gpu0", ["a", "b"]) and not cache.has("h:gpu1", ["a"])
+    again = BaselineCache(path)
+    assert again.rows("h:gpu0")["a"]["cudnn"]["tflops"] == 600.0
+    assert json.loads(path.read_text())["gpus"]["h:gpu0"]["env"]["gpu"] == "H100"
+    # a copy: the caller cannot change the cache through it
+    again.rows("h:gpu0")["a"]["cudnn"]["tflops"] = 1.0
+    assert again.rows("h:gpu0")["a"]["cudnn"]["tflops"] == 600.0
+
+
+def test_a_missing_backend_is_not_a_cached_config(tmp_path):
+    cache = BaselineCache(None)
+    cache.add("g", {"a": {"cudnn": rows(1.0)["a"]["cudnn"]}})
+    assert not cache.has("g", ["a"])
+
+
+def test_drift_checks_come_due_with_time_and_large_drift_drops_every_row(tmp_path):
+    clock = Clock()
+    cache = BaselineCache(tmp_path / "b.json", drift_every_s=600, tolerance=0.03, clock=clock)
+    cache.add("g", rows(600.0, ("a", "b", "c")))
+    assert not cache.drift_check_due("g")
+    clock.t += 601
+    assert cache.drift_check_due("g")
+    assert cache.check_drift("g", rows(606.0, ("a",))) == pytest.approx(0.01)  # within tolerance: kept
+    assert cache.has("g", ["a", "b", "c"]) and not cache.drift_check_due("g")
+    clock.t += 601
+    assert cache.check_drift("g", rows(540.0, ("a",))) == pytest.approx(-0.1)
+    assert cache.has("g", ["a"]) and not cache.has("g", ["b"])  # the rest is timed again on demand
+    assert cache.rows("g")["a"]["cudnn"]["tflops"] == 540.0
+    assert [e["action"] for e in cache.events("g")] == ["kept", "re-timed"]
+
+
+def test_a_torn_file_starts_an_empty_cache(tmp_path):
+    path = tmp_path / "b.json"
+    path.write_text("{not json")
+    assert BaselineCache(path).rows("g") == {}
