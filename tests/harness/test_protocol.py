@@ -1,0 +1,142 @@
+"""The call protocol a problem declares (avo/problem.py), exercised in-process: the
+judge's layout, late change, snapshot and verdicts for attention and RMSNorm, with
+the runner's part played by the test. Milliseconds; the end-to-end runs are in
+tests/adversarial/test_rmsnorm_cheats.py and tests/flows/test_rmsnorm_evolve.py."""
+import math
+import random
+
+import pytest
+import torch
+
+from avo.harness import arena as arena_mod, calls
+from avo.harness.calls import Verdict
+from avo.harness.static_checks import SourceError, check_source
+from avo.problem import REPO_ROOT, entry_inputs, entry_name, load_problem
+
+ATTN = load_problem()
+RMS = load_problem(REPO_ROOT / "kernel_src" / "rmsnorm" / "problem.py")
+
+
+def test_attention_lays_out_as_before():
+    for s in ATTN.check_shapes("cpu") + ATTN.SUITES["avo"][:3]:
+        q = s.batch * s.heads_q * s.seqlen * s.head_dim * 2
+        kv = s.batch * s.heads_kv * s.seqlen * s.head_dim * 2
+        assert calls.call_bytes(s, ATTN) == 2 * arena_mod.align(q) + 2 * arena_mod.align(kv)
+        assert calls.call_elements(s, ATTN) == (2 * q + 2 * kv) // 2
+    assert entry_name(ATTN) == "attention" and entry_inputs(ATTN) == ["q", "k", "v"]
+    assert entry_name(RMS) == "rmsnorm" and entry_inputs(RMS) == ["x", "w"]
+
+
+def test_a_layout_must_name_the_entrys_inputs_in_order_and_one_output():
+    class Bad:
+        SIGNATURE = "f(a, b)"
+
+        @staticmethod
+        def buffers(shape):
+            return [("b", (2,), "float16", "input"), ("a", (2,), "float16", "input"), ("o", (2,), "float16", "output")]
+
+    with pytest.raises(ValueError, match="in the entry's order"):
+        calls.layout(Bad, None)
+
+
+def test_flat_index_is_the_slice_it_names():
+    t = torch.arange(2 * 3 * 5 * 4).view(2, 3, 5, 4)
+    idx = calls.flat_index((2, 3, 5, 4), 2, [1, 4], "cpu")
+    assert torch.equal(t.reshape(-1)[idx], t.index_select(2, torch.tensor([1, 4])).reshape(-1))
+
+
+@pytest.mark.parametrize("shape", [RMS.Shape(3, 1), RMS.Shape(4, 2), RMS.Shape(5, 17, "float16"), RMS.Shape(2, 8192)],
+                         ids=lambda s: s.name)
+def test_the_rmsnorm_late_change_moves_every_output_element(shape):
+    call = RMS.draw_call(shape, random.Random(1), vary=False)
+    name, dim, picks, factor = RMS.late_change(shape, random.Random(2))
+    assert math.frexp(factor)[0] == 0.5 and factor > 1  # a power of two: exact
+    before = RMS.inputs(shape, "cpu", 7, call)
+    after = {k: v.clone() for k, v in before.items()}
+    p = torch.tensor(picks)
+    after[name].index_copy_(dim, p, after[name].index_select(dim, p) * factor)
+    moved = (RMS.expected(after, shape, call) - RMS.expected(before, shape, call)).abs() \
+        / RMS.expected(before, shape, call).abs().clamp_min(1e-3)
+    # every element moves by more than the dtype's tolerance, but for rows whose picked
+    # entries are both near zero (under 1% of rows; none in these draws)
+    assert float(moved.min()) > RMS.TOLERANCES[shape.dtype]["rtol"], float(moved.min())
+
+
+def test_rmsnorm_reference_is_the_textbook_formula():
+    shape = RMS.Shape(5, 33, "float16")
+    call = RMS.draw_call(shape, random.Random(3), vary=True)
+    x, w = RMS.inputs(shape, "cpu", 11, call).values()
+    eps = call["args"]["eps"]
+    naive = torch.stack([xr.double() / torch.sqrt((xr.double() ** 2).sum() / 33 + eps) * w.double() for xr in x])
+    ref = RMS.expected({"x": x, "w": w}, shape, call)
+    assert torch.allclose(ref, naive, atol=1e-12)
+    rows = torch.tensor([[4], [0]])
+    assert torch.equal(RMS.expected_rows({"x": x, "w": w}, shape, call, rows), ref[[4, 0]])
+    assert shape.flops() == 4 * 5 * 33 and shape.bytes() == 2 * (2 * 5 * 33 + 33)
+
+
+def test_the_static_check_asks_for_the_problems_entry():
+    with pytest.raises(SourceError, match=r"no top-level function `rmsnorm\(x, w, eps=1e-6\)`"):
+        check_source("import torch\ndef attention(q, k, v):\n    return q\n", RMS)
+    with pytest.raises(SourceError, match=r"`rmsnorm` must take \(x, w, eps=1e-6\)"):
+        check_source("import torch\ndef rmsnorm(a, b):\n    return a\n", RMS)
+    seed = (REPO_ROOT / "kernel_src" / "rmsnorm" / "seeds" / "rowwise.py").read_text()
+    assert check_source(seed, RMS) == []
+    assert any("rms_norm" in str(v) for v in check_source(seed + "\ny = torch.rms_norm\n", RMS))
+
+
+# ------------------------------------------------- the judge's guards, runner played here
+def _batch(problem, shape, n=2, seed=5):
+    batch = calls.plan(shape, n, random.Random(seed), "check", full=True, vary_scale=True)
+    arena = arena_mod.create_cpu(arena_mod.align(calls.call_bytes(shape, problem) * n))
+    calls.stage(batch, arena, problem, "cpu")
+    return batch, arena
+
+
+def _run(batch, arena, problem, honest=True):
+    """What an honest runner does: read its inputs from the arena, write the output."""
+    for c in batch.calls:
+        ins = {name: calls.view(arena, batch, c, name) for name, _, _, role in batch.buffers if role == "input"}
+        out_name = [b[0] for b in batch.buffers if b[3] == "output"][0]
+        calls.view(arena, batch, c, out_name).copy_(problem.expected(ins, batch.shape, c.params))
+
+
+def _verdict(batch, arena, problem):
+    calls.take_snapshot(batch, arena, "cpu")
+    calls.verify(batch, arena, problem, "cpu", lambda *a: None)
+
+
+@pytest.mark.parametrize("problem,shape", [(RMS, RMS.Shape(6, 40, "float16")),
+                                           (ATTN, ATTN.Shape(1, 2, 1, 17, 64, True, "float16"))],
+                         ids=["rmsnorm", "attention"])
+def test_guards_accept_the_right_output_and_reject_the_rest(problem, shape):
+    batch, arena = _batch(problem, shape)
+    messages = batch.messages()
+    assert len(messages) == 2 and [len(m["inputs"]) for m in messages] == [len(entry_inputs(problem))] * 2
+    calls.late_bind(batch, arena, "cpu")
+    _run(batch, arena, problem)
+    _verdict(batch, arena, problem)  # passes
+
+    # an output computed before the late change (a precomputation) is wrong
+    batch, arena = _batch(problem, shape)
+    _run(batch, arena, problem)
+    calls.late_bind(batch, arena, "cpu")
+    with pytest.raises(Verdict, match="out of tolerance"):
+        _verdict(batch, arena, problem)
+
+    # a modified input is seen bit for bit
+    batch, arena = _batch(problem, shape)
+    calls.late_bind(batch, arena, "cpu")
+    _run(batch, arena, problem)
+    first = entry_inputs(problem)[-1]
+    calls.view(arena, batch, batch.calls[1], first).reshape(-1)[0] += 1
+    with pytest.raises(Verdict, match=f"modified its input `{first}`"):
+        _verdict(batch, arena, problem)
+
+    # rows written after `done` differ from the snapshot; rows never written are NaN
+    batch, arena = _batch(problem, shape)
+    calls.late_bind(batch, arena, "cpu")
+    calls.take_snapshot(batch, arena, "cpu")
+    _run(batch, arena, problem)
+    with pytest.raises(Verdict, match="still unwritten"):
+        calls.verify(batch, arena, problem, "cpu", lambda *a: None)
