@@ -3,6 +3,7 @@ delta, the command line, the one-line 'unavailable' answers, a sandboxed run
 against a stand-in ncu, hostile read-back, and the compiled-code excerpts."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -169,6 +170,9 @@ def fake_ncu(directory: Path, known: list[str]) -> Path:
             for name in {known!r}:
                 print(name + "  Counter  # of something")
             sys.exit(0)
+        if "--version" in sys.argv:
+            print("NVIDIA (R) Nsight Compute Command Line Profiler\\nVersion 2099.1.0.0 (stand-in)")
+            sys.exit(0)
         print("ARGV", sys.argv[1:])
         log = sys.argv[sys.argv.index("--log-file") + 1]
         open(log, "w").write(open({str(FIXTURES / 'v4_raw.csv')!r}).read())
@@ -271,3 +275,27 @@ def test_compiled_code_without_a_gpu_in_the_sandbox():
     texts = run.texts[entry["tag"]]
     assert {"ttgir", "ptx", "sass", "ptxas"} <= set(texts)
     assert "HGMMA" in texts["sass"] and "wgmma.mma_async" in texts["ptx"] and "warp_group_dot" in texts["ttgir"]
+
+
+def test_profile_example_writes_its_eight_files_and_renders_again(ncu_dir, tmp_path, monkeypatch):
+    fake_ncu(ncu_dir, [])
+    monkeypatch.setenv("PATH", f"{ncu_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(run_mod, "has_gpu", lambda: True)
+    monkeypatch.setattr(run_mod, "_counters", {})
+    spec = importlib.util.spec_from_file_location("profile_example", REPO / "benchmarks" / "profile_example.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["profile_example.py", "--out", str(out), "--budget", "120"])
+    assert example.main() == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["run.log", "summary.txt", "v0003.asm.txt", "v0003.ncu.csv", "v0003.profile.json",
+                     "v0004.asm.txt", "v0004.ncu.csv", "v0004.profile.json"]
+    summary = (out / "summary.txt").read_text()
+    assert "profiled in: the harness box" in summary and "== delta" in summary and "(1.000x)" in summary
+    assert "profile_kernel's answer as the agent reads it" in summary and "ncu profile, program output (untrusted" in summary
+    assert Profile.from_json((out / "v0004.profile.json").read_text()).main().name == "_g_fwd_ws"
+    assert "Version 2099.1.0.0 (stand-in)" in (out / "run.log").read_text()
+    (out / "summary.txt").unlink()
+    monkeypatch.setattr(sys, "argv", ["profile_example.py", "--out", str(out), "--render"])
+    assert example.main() == 0 and "== delta" in (out / "summary.txt").read_text()

@@ -183,8 +183,11 @@ class Profiler:
         env.pop("TRITON_INTERPRET", None)
         shown = [p for p in {*readonly, self.problem.parent} if p.is_dir()]
         wrapped = self._box().wrap(argv, workdir=work, readonly=shown)
-        proc = sandbox.spawn(wrapped, env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)
+        try:
+            proc = sandbox.spawn(wrapped, env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT)
+        except OSError as e:  # ncu itself would not start (outside a box; inside one the box says so)
+            return 127, f"cannot start {Path(argv[0]).name}: {e}"
         try:
             out, _ = proc.communicate(timeout=self.timeout_s)
             rc = proc.returncode
