@@ -13,7 +13,8 @@ directions were written.
 The review is a graph: review → write. With a model, `review` asks it (prompt:
 agents/prompts/supervisor.md) to call its `directions` tool; without one, or
 when its answer is unusable, rules stand in: stop repeating what failed, and
-try the known levers that the attempts log shows were never tried.
+try the problem's levers (its lever table, kernel_src/<problem>/levers.py, which
+the heuristic reads too) that the attempts log shows were never tried.
 """
 from __future__ import annotations
 
@@ -35,25 +36,16 @@ from agents import prompts
 from agents.models import Budget, BudgetExceeded, ModelSpec, Usage, invoke_model
 from avo.directions import Directions, read_directions, write_directions
 from avo.population import Population, Stagnation, technique_key
+from avo.problem import levers, load_problem
 
-# Levers known to matter on Hopper (knowledge_base/ explains each), as
-# (keywords that mark an attempt as having tried it, the direction to give).
-LEVERS = [
-    (("causal-split", "causal-loop-split", "loop split", "diagonal"),
-     "split the causal key loop into unmasked full tiles and one masked diagonal tile (causal configs)"),
-    (("tma", "descriptor"),
-     "load K and V through TMA tensor descriptors (tl.make_tensor_descriptor) instead of pointer tiles"),
-    (("gqa", "head packing", "pack"),
-     "GQA head packing: process the query heads that share a KV head in one program so K/V load once"),
-    (("lazy", "rescale", "threshold"),
-     "lazy rescaling: rescale acc only when the row max grows by more than a threshold (log2 8)"),
-    (("persistent",), "a persistent grid: one program per SM looping over tiles, longest (causal) tiles first"),
-    (("warp_specialize", "warp-special", "ping-pong", "pingpong"),
-     "warp specialization: tl.range(..., warp_specialize=True) on the key loop (non-causal first)"),
-    (("stages", "pipelin"), "deeper software pipelining of the K/V loads (num_stages 3-4 with BLOCK_N 64)"),
-    (("block_n", "block_m", "tile"), "retune BLOCK_M/BLOCK_N/num_warps jointly per head dim and causal mode"),
-    (("exp2", "fma", "scale"), "fold sm_scale*log2(e) into one FMA before exp2 and keep the max in base 2"),
-]
+def problem_levers(problem=None) -> list[tuple[tuple[str, ...], str]]:
+    """(keywords that mark an attempt as having tried it, the direction to give) for each
+    lever of the problem's lever table that has a direction (avo.problem.levers: the one
+    table the heuristic reads too; kernel_src/<problem>/levers.py). problem: a module or
+    a path; None: the default problem (attention)."""
+    if problem is None or isinstance(problem, (str, Path)):
+        problem = load_problem(problem) if problem is not None else load_problem()
+    return [(tuple(lv.get("keywords", ())), lv["direction"]) for lv in levers(problem) if lv.get("direction")]
 
 
 # ----------------------------------------------------------- stagnation rule
@@ -88,6 +80,7 @@ class SupervisorContext:
     usage: Usage = field(default_factory=Usage)
     budget: Budget | None = None
     knowledge: Any = None  # avo.knowledge.KnowledgeBase, for the levers' notes
+    problem: Any = None  # the problem module or its path: whose lever table the rules read (None: default)
     sleep: Callable[[float], None] = time.sleep
 
 
@@ -117,7 +110,7 @@ class SupervisorOutput(TypedDict):
 def review(state: SupervisorState, runtime: Runtime[SupervisorContext]) -> Command[Literal["write"]]:
     """The model (or the rules) reads the trajectory and proposes directions."""
     ctx = runtime.context
-    fallback = rule_directions(state.get("attempts", []))
+    fallback = rule_directions(state.get("attempts", []), problem=ctx.problem)
     if ctx.model is None:
         return Command(update={"directions": {**fallback, "author": "rules"}, "note": "no model configured"},
                        goto="write")
@@ -170,16 +163,17 @@ def _trajectory(state: SupervisorState, ctx: SupervisorContext) -> str:
     return "\n".join(lines)
 
 
-def rule_directions(attempts: list[dict], max_directions: int = 4) -> dict:
-    """Without a model: avoid what keeps failing, try levers never tried."""
+def rule_directions(attempts: list[dict], max_directions: int = 4, problem=None) -> dict:
+    """Without a model: avoid what keeps failing, try the problem's levers never tried."""
+    table = problem_levers(problem)
     tried = " ".join(_norm(a.get("technique", {}).get("name", "")).replace("-", " ") + " "
                      + _norm(a.get("technique", {}).get("name", "")) for a in attempts)
-    fresh = [text for keys, text in LEVERS if not any(k in tried for k in keys)]
+    fresh = [text for keys, text in table if not any(k in tried for k in keys)]
     failing = Counter(_norm(a.get("technique", {}).get("name", "")) for a in attempts
                       if not a.get("committed") and a.get("operator") != "seed")
     failing.pop("", None)
     avoid = [f"{name} (tried {n} times without a commit)" for name, n in failing.most_common(3) if n >= 2]
-    directions = fresh[:max_directions] or [text for _, text in LEVERS[:max_directions]]
+    directions = fresh[:max_directions] or [text for _, text in table[:max_directions]]
     return {"directions": directions, "avoid": avoid,
             "rationale": "rules: levers from the knowledge base that the attempts log shows untried; "
                          "repeatedly failing directions are set aside"}
@@ -201,7 +195,7 @@ graph = build_graph()
 # ------------------------------------------------------------------ entry
 def supervise(lineage_root: str | Path, attempts: list[dict], lineage_summary: str, *, generation: int,
               trigger: str, model=None, spec: ModelSpec | None = None, budget: Budget | None = None,
-              knowledge=None, sleep: Callable[[float], None] = time.sleep) -> Directions:
+              knowledge=None, sleep: Callable[[float], None] = time.sleep, problem=None) -> Directions:
     """Review the trajectory and write directions.json; returns what was written.
     `model`: a chat model (or None for rules); a ModelSpec builds one."""
     if model is None and spec is not None:
@@ -210,7 +204,7 @@ def supervise(lineage_root: str | Path, attempts: list[dict], lineage_summary: s
         model = build_chat_model(spec)
     previous = read_directions(lineage_root)
     ctx = SupervisorContext(lineage_root=Path(lineage_root), model=model, spec=spec, budget=budget,
-                            knowledge=knowledge, sleep=sleep)
+                            knowledge=knowledge, sleep=sleep, problem=problem)
     graph.invoke({"generation": generation, "trigger": trigger, "lineage_summary": lineage_summary,
                   "attempts": attempts, "previous": previous.as_prompt_lines() if previous else []},
                  context=ctx)
@@ -221,10 +215,11 @@ def supervise(lineage_root: str | Path, attempts: list[dict], lineage_summary: s
 
 def maybe_supervise(lineage, *, generation: int, patience: int = 3, repeats: int = 3, model=None,
                     spec: ModelSpec | None = None, budget: Budget | None = None, knowledge=None,
-                    population: Population | None = None) -> Directions | None:
+                    population: Population | None = None, problem=None) -> Directions | None:
     """The evolve loop's one call after each generation: apply the stagnation rule
     (avo.population) to the history and, when it fires, review and write directions.
-    `population`: the history the caller already holds (read from `lineage` if None)."""
+    `population`: the history the caller already holds (read from `lineage` if None);
+    `problem`: the problem module or its path, whose lever table the rules read."""
     population = population if population is not None else Population.of(lineage)
     previous = read_directions(lineage.root)
     verdict = population.stagnation(generation, patience, repeats,
@@ -232,4 +227,5 @@ def maybe_supervise(lineage, *, generation: int, patience: int = 3, repeats: int
     if not verdict.triggered:
         return None
     return supervise(lineage.root, population.records(), lineage.summary(), generation=generation,
-                     trigger=verdict.reason, model=model, spec=spec, budget=budget, knowledge=knowledge)
+                     trigger=verdict.reason, model=model, spec=spec, budget=budget, knowledge=knowledge,
+                     problem=problem)

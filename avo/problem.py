@@ -29,6 +29,8 @@ and the search (avo/operators/heuristic.py, flows/) reads:
     KNOBS                  knob name -> legal values in order (the heuristic's moves)
     fits(knobs, device)    whether a knob setting can launch there
     register_pressure(knobs), ACC_REGISTERS, knob_base(name)   optional hints
+    LEVERS, or levers.py beside it   what is known about each lever (levers() below):
+                           the heuristic's priors and texts, the supervisor's directions
 Torch is only imported by the functions that need it, so loading one is cheap.
 """
 from __future__ import annotations
@@ -84,6 +86,32 @@ def entry_inputs(problem) -> list[str]:
     fn = ast.parse(f"def {problem.SIGNATURE}: pass").body[0]
     args = fn.args.args
     return [a.arg for a in args[:len(args) - len(fn.args.defaults)]]
+
+
+LEVER_KEYS = {"name", "keywords", "up", "down", "why", "prior_up", "prior_down", "direction"}
+
+
+def levers(problem) -> list[dict]:
+    """The problem's lever table, the one owner of what is known about its levers: the
+    heuristic reads a knob's up/down/why/priors, the supervisor's rules its keywords and
+    direction. problem.LEVERS, else LEVERS of levers.py next to the problem file, else []."""
+    table = getattr(problem, "LEVERS", None)
+    if table is None:
+        table = _levers_file(str(Path(problem.__file__).resolve().with_name("levers.py")))
+    for lever in table:
+        if "name" not in lever or set(lever) - LEVER_KEYS:
+            raise ValueError(f"lever {lever.get('name', '?')}: keys must be among {sorted(LEVER_KEYS)}")
+    return list(table)
+
+
+@lru_cache(maxsize=None)
+def _levers_file(path: str) -> tuple:
+    if not Path(path).is_file():
+        return ()
+    spec = importlib.util.spec_from_file_location("avo_levers_" + hashlib.sha1(path.encode()).hexdigest()[:10], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(module.LEVERS)
 
 
 def problem_path(cfg, root: Path) -> Path:

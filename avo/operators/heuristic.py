@@ -13,8 +13,8 @@ How a move is chosen, for the parent the select step gave this slot:
 2. drop moves already tried on this parent (the attempts log names every
    heuristic attempt by its setting, e.g. "BLOCK_N=128,NUM_WARPS=4") and moves
    whose source was already evaluated anywhere (its hash);
-3. score the rest: a prior from what is known about FlashAttention on Hopper,
-   blended with the measured effect of past changes of the same knob in the
+3. score the rest: a prior from the problem's lever table (avo.problem.levers:
+   kernel_src/<problem>/levers.py, which the supervisor's rules read too), blended with the measured effect of past changes of the same knob in the
    same direction (log geomean ratio to the parent; failures count against),
    plus a small bonus for knobs seldom tried;
 4. rank with a little seeded noise; slot i of the generation takes the i-th.
@@ -30,12 +30,13 @@ import math
 import random
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from avo import ast_safe
 from avo.candidate import Candidate, Technique, source_sha256
 from avo.operators.base import VaryContext
-from avo.problem import load_problem
+from avo.problem import levers, load_problem
 
 BLOCK_SIZES = load_problem().KNOBS["BLOCK_M"]  # the default problem's (tests read it)
 FAIL_LOG_RATIO = -0.10  # what a failed attempt counts as, in log(ratio to parent)
@@ -53,53 +54,6 @@ class Lever:
     prior_down: float = 0.0
 
 
-LEVERS: dict[str, Lever] = {
-    "BLOCK_M": Lever("fewer K/V reloads per query row; more registers per thread",
-                     "more programs in flight for short sequences; fewer registers",
-                     "Each program streams all of K/V once per BLOCK_M query rows: a taller tile halves "
-                     "K/V traffic, but the fp32 accumulator (BLOCK_M x HEAD_DIM) must fit in registers.",
-                     0.01, -0.01),
-    "BLOCK_N": Lever("fewer loop iterations and softmax corrections; larger matmuls",
-                     "less shared memory per stage; deeper pipelines fit",
-                     "Wider key tiles amortise the online-softmax rescale over more columns and feed "
-                     "larger wgmma instructions; on H100 the best plain Triton configs use 128x128.",
-                     0.03, -0.01),
-    "NUM_WARPS": Lever("more warps to hide latency; fewer registers each",
-                       "more registers per thread for the accumulator; fewer barriers",
-                       "With BLOCK_M=128 one warpgroup (4 warps) holds the accumulator in registers "
-                       "without spills; 8 warps help taller tiles.", 0.0, 0.02),
-    "NUM_STAGES": Lever("deeper software pipeline: K/V loads overlap the matmuls",
-                        "less shared memory; room for larger tiles",
-                        "cp.async / TMA pipelining hides global-memory latency; each stage holds one "
-                        "K and one V tile in shared memory.", 0.01, -0.01),
-    "CAUSAL_SPLIT": Lever("causal: unmasked tiles skip the mask; only the diagonal pays for it",
-                          "one loop: simpler code", "Splitting the causal loop into off-diagonal "
-                          "(no mask) and diagonal tiles removes the compare/select from most tiles.",
-                          0.04, -0.02),
-    "USE_TMA": Lever("K/V tiles via TMA descriptors: fewer address instructions, async copies",
-                     "plain pointer loads", "Hopper's Tensor Memory Accelerator moves tiles with one "
-                     "instruction; measured here: TMA + causal split reached 0.82-0.94x cuDNN vs 0.72x.",
-                     0.04, -0.02),
-    "GQA_PACK": Lever("GQA: query heads sharing a KV head share one K/V load",
-                      "one query head per program", "Packing the query heads of a group into one tile "
-                      "loads each K/V tile once per group instead of once per query head.", 0.03, -0.02),
-    "LAZY_RESCALE": Lever("skip rescaling O unless the row max grows past a threshold",
-                          "rescale on every tile", "FlashAttention-4's lazy rescaling: most tiles do "
-                          "not move the running max enough to matter, so the correction is skipped.",
-                          0.02, -0.01),
-    "WARP_SPECIALIZE": Lever("producer/consumer warps: loads overlap softmax and matmuls",
-                             "uniform warps", "tl.range(..., warp_specialize=True) lets the compiler "
-                             "split loads from compute (FA3's scheme); it may fail to compile with "
-                             "some layouts.", 0.03, -0.01),
-}
-# Words in the supervisor's directions that point at a knob.
-KEYWORDS: dict[str, tuple[str, ...]] = {
-    "BLOCK_M": ("block_m", "query tile", "taller tile"), "BLOCK_N": ("block_n", "key tile", "kv tile"),
-    "NUM_WARPS": ("warps", "num_warps"), "NUM_STAGES": ("stages", "pipelin"),
-    "CAUSAL_SPLIT": ("causal split", "causal loop", "causal_split", "diagonal"),
-    "USE_TMA": ("tma", "tensor descriptor"), "GQA_PACK": ("gqa", "head packing"),
-    "LAZY_RESCALE": ("lazy", "rescal"), "WARP_SPECIALIZE": ("warp special", "ping-pong", "pingpong"),
-}
 GENERIC_SWITCH = Lever("feature switched on", "feature switched off",
                        "A feature switch of this kernel; its effect is measured, not known.", 0.0, 0.0)
 
@@ -207,9 +161,24 @@ def _old_value(expected: str, knob: str):
         return None
 
 
-def _steer(knob: str, directions: list[str]) -> float:
+@lru_cache(maxsize=None)
+def knob_levers(problem) -> dict[str, Lever]:
+    """The problem's knob levers (those with expected effects), by knob name."""
+    return {lv["name"]: Lever(lv["up"], lv["down"], lv["why"], lv.get("prior_up", 0.0), lv.get("prior_down", 0.0))
+            for lv in levers(problem) if "up" in lv}
+
+
+def _keywords(problem, knob: str) -> tuple[str, ...]:
+    """Words in the supervisor's directions that point at this knob (its lever's keywords)."""
+    for lv in levers(problem):
+        if lv["name"] == knob and lv.get("keywords"):
+            return tuple(lv["keywords"])
+    return (knob.lower(),)
+
+
+def _steer(knob: str, directions: list[str], problem=None) -> float:
     """+0.03 when the supervisor's directions point at this knob; -0.03 when they say avoid it."""
-    words = KEYWORDS.get(knob, (knob.lower(),))
+    words = _keywords(problem or load_problem(), knob)
     score = 0.0
     for line in directions:
         text = line.lower()
@@ -282,8 +251,8 @@ class HeuristicOperator:
                 continue
             if source_sha256(set_knobs(ctx.parent_source, dict(move))) in tried_shas:
                 continue
-            score = sum(self._part_score(k, knobs[k], v, credit) + _steer(_base(self.problem, k), ctx.directions)
-                        for k, v in move)
+            score = sum(self._part_score(k, knobs[k], v, credit)
+                        + _steer(_base(self.problem, k), ctx.directions, self.problem) for k, v in move)
             score -= PAIR_PENALTY * (len(move) - 1) * (0.3 if widen else 1.0)
             spill = getattr(self.problem, "ACC_REGISTERS", None)
             if self.device == "cuda" and spill and self.problem.register_pressure(after) > spill:
@@ -299,7 +268,7 @@ class HeuristicOperator:
         return sorted(scored, key=lambda ms: (-ms[1], move_name(ms[0])))
 
     def _part_score(self, knob: str, old, new, credit) -> float:
-        lever = LEVERS.get(_base(self.problem, knob), GENERIC_SWITCH)
+        lever = knob_levers(self.problem).get(_base(self.problem, knob), GENERIC_SWITCH)
         direction = _direction(old, new)
         prior = lever.prior_up if direction in ("up", "on") else lever.prior_down
         seen = credit.get((knob, direction), [])
@@ -311,7 +280,7 @@ class HeuristicOperator:
     def technique(self, move: tuple, knobs: dict) -> Technique:
         parts, whys = [], []
         for knob, new in move:
-            lever = LEVERS.get(_base(self.problem, knob), GENERIC_SWITCH)
+            lever = knob_levers(self.problem).get(_base(self.problem, knob), GENERIC_SWITCH)
             up = _direction(knobs[knob], new) in ("up", "on")
             parts.append(f"{knob} {knobs[knob]!r}->{new!r}: {lever.up if up else lever.down}")
             whys.append(lever.why)
@@ -329,7 +298,8 @@ class HeuristicOperator:
                 from avo.knowledge import KnowledgeBase
 
                 self._kb = KnowledgeBase(self.knowledge_root)
-            hits = self._kb.search(query.replace("_", " ").lower() + " attention tile", k=1)
+            topic = getattr(self.problem, "NAME", "").split("-")[0]  # "attention", "rmsnorm"
+            hits = self._kb.search(query.replace("_", " ").lower() + f" {topic} tile", k=1)
         except Exception:  # the knowledge base is an aid, never a reason to fail a proposal
             return ""
         if not hits:
