@@ -56,6 +56,7 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
         target_ratio_cudnn=target_ratio, target_tflops=target_tflops, dask_address=dask_address,
         state_dir=state_dir).items() if v is not None})
     harness = cfg.harness
+    configured_problem = problem_path(cfg, root)  # params.yaml's, before --problem
     if device is not None or quick is not None or suite is not None or problem is not None:
         harness = dataclasses.replace(harness, **{k: v for k, v in dict(device=device, quick=quick, suite=suite,
                                                                         problem=problem).items()
@@ -74,6 +75,8 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
     if chosen == "auto":
         chosen = "agent" if (agent.model or os.environ.get("AVO_MODEL")) else "heuristic"
     lineage = Path(lineage_root) if lineage_root else root / cfg.lineage.root_for(resolved_device)
+    if problem_path(cfg, root) != configured_problem:  # --problem chose another problem than params.yaml's
+        cfg, lineage = _follow_problem(cfg, root, configured_problem, lineage, resolved_device, bool(lineage_root))
     budget = Budget(generations=ev.generations, wall_minutes=ev.wall_minutes, gpu_minutes=ev.gpu_minutes,
                     tokens=ev.max_tokens, dollars=ev.max_dollars, target_ratio_cudnn=ev.target_ratio_cudnn,
                     target_tflops=ev.target_tflops)
@@ -95,6 +98,24 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
                     population=ev.candidates_per_generation,
                     budget=budget, operator=chosen, model=agent.model, dask_address=ev.dask_address,
                     state_file=state_path(root / ev.state_dir, lineage), knowledge_root=root / "knowledge_base")
+
+
+def _follow_problem(cfg: Config, root: Path, configured: Path, lineage: Path, device: str, explicit: bool):
+    """One lineage never mixes problems: a lineage folder or seed inside params.yaml's
+    problem folder belongs to that problem, so with --problem naming another one they
+    become the chosen problem's (<its folder>/lineage/<device>, its SEED), as does the
+    MLflow experiment (its NAME). Places of the user's own (elsewhere) are kept."""
+    theirs = configured.parent
+    chosen = problem_path(cfg, root)
+    inside = lambda path: theirs in Path(path).resolve().parents  # noqa: E731
+    if not explicit and inside(lineage):
+        lineage = chosen.parent / "lineage" / device
+    if cfg.lineage.seed and inside(Path(root) / cfg.lineage.seed):
+        cfg = dataclasses.replace(cfg, lineage=dataclasses.replace(cfg.lineage, seed=None))
+    name = getattr(load_problem(chosen), "NAME", None)
+    if name and cfg.tracking.experiment == getattr(load_problem(configured), "NAME", None):
+        cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, experiment=name))
+    return cfg, lineage
 
 
 def current_directions(settings: Settings, state_directions: list[str]) -> list[str]:
