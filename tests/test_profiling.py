@@ -299,3 +299,21 @@ def test_profile_example_writes_its_eight_files_and_renders_again(ncu_dir, tmp_p
     (out / "summary.txt").unlink()
     monkeypatch.setattr(sys, "argv", ["profile_example.py", "--out", str(out), "--render"])
     assert example.main() == 0 and "== delta" in (out / "summary.txt").read_text()
+
+
+def test_driver_calls_the_entry_as_the_problem_declares_it():
+    from types import SimpleNamespace
+
+    from avo.profiling.driver import entry_call, find_shape
+    from avo.problem import load_problem
+
+    seen = []
+    problem = SimpleNamespace(
+        SIGNATURE="rmsnorm(x, w, eps=1e-6)",
+        draw_call=lambda shape, rng, vary: {"args": {"eps": 1e-5}, "judge_only": vary},
+        inputs=lambda shape, device, seed, call: {"w": f"w@{device}", "x": f"x@{device}"})
+    module = SimpleNamespace(rmsnorm=lambda *a, **kw: seen.append((a, kw)))
+    entry_call(problem, module, shape=None)()
+    assert seen == [(("x@cuda", "w@cuda"), {"eps": 1e-5})]
+    attention = load_problem()
+    assert find_shape(attention, CONFIG).causal and find_shape(attention, CONFIG).seqlen == 8192

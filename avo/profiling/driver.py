@@ -2,8 +2,8 @@
 
     python -m avo.profiling.driver KERNEL.py "mha b4 s8192 d128 causal bf16" OUT_DIR [PROBLEM.py]
 
-It makes the problem's inputs on the GPU, calls the candidate's `attention`
-twice to compile (and autotune) outside the profiled range, then once between
+It makes the problem's inputs on the GPU, calls the candidate's entry point
+(the problem's SIGNATURE: `attention(q, k, v, causal, sm_scale)` here) twice to compile (and autotune) outside the profiled range, then once between
 cudaProfilerStart and cudaProfilerStop (ncu runs with --profile-from-start off,
 so only that call's kernels are replayed). Afterwards it collects the compiled
 kernels from its own Triton cache (avo.profiling.asm). Its exit status says
@@ -29,6 +29,23 @@ def find_shape(problem, config: str):
     raise SystemExit(f"unknown config {config!r}")
 
 
+def entry_call(problem, module, shape):
+    """The candidate's entry on this shape's inputs, as the judge calls it: the problem's
+    SIGNATURE, inputs and draw_call (undrawn: vary=False), or attention's make_inputs
+    for a problem written before problems declared their call."""
+    if all(hasattr(problem, name) for name in ("SIGNATURE", "draw_call", "inputs")):
+        import random
+
+        from avo.problem import entry_inputs, entry_name
+
+        drawn = problem.draw_call(shape, random.Random(0), False)
+        tensors = problem.inputs(shape, "cuda", 0, drawn)
+        fn, args = getattr(module, entry_name(problem)), [tensors[n] for n in entry_inputs(problem)]
+        return lambda: fn(*args, **drawn["args"])
+    q, k, v = problem.make_inputs(shape, "cuda", seed=0)
+    return lambda: module.attention(q, k, v, causal=shape.causal)
+
+
 def main(kernel: str, config: str, out: str, problem_path: str | None = None) -> int:
     from avo.problem import DEFAULT_PROBLEM, load_problem
 
@@ -42,13 +59,13 @@ def main(kernel: str, config: str, out: str, problem_path: str | None = None) ->
         spec = importlib.util.spec_from_file_location("candidate", kernel)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        q, k, v = problem.make_inputs(shape, "cuda", seed=0)
+        call = entry_call(problem, module, shape)
         for _ in range(WARMUP_CALLS):
-            module.attention(q, k, v, causal=shape.causal)
+            call()
         torch.cuda.synchronize()
         torch.cuda.profiler.start()
         try:
-            module.attention(q, k, v, causal=shape.causal)
+            call()
             torch.cuda.synchronize()
         finally:
             torch.cuda.profiler.stop()

@@ -125,7 +125,7 @@ class Profiler:
         if why := unavailable(ncu, self.gpu):
             run.error = why
             return run
-        if why := _static_reason(source):
+        if why := _static_reason(source, self._problem()):
             run.error = f"profile not run: {why}"
             return run
         counters = _known_counters(ncu)
@@ -151,7 +151,7 @@ class Profiler:
         compile for sm_90a on meta tensors (a kernel that picks its path by device
         shows the path it takes off the GPU)."""
         run = ProfileRun(config="")
-        if why := _static_reason(source):
+        if why := _static_reason(source, self._problem()):
             run.error = f"not compiled: {why}"
             return run
         with tempfile.TemporaryDirectory(prefix="avo-asm-") as tmp:
@@ -223,11 +223,11 @@ class Profiler:
 
 
 # ------------------------------------------------------------------ helpers
-def _static_reason(source: str) -> str | None:
+def _static_reason(source: str, problem=None) -> str | None:
     from avo.harness.static_checks import SourceError, check_source
 
     try:
-        violations = check_source(source)
+        violations = check_source(source, problem)
     except SourceError as e:
         return str(e).splitlines()[0][:200] if str(e) else "the source does not parse"
     return f"the harness would reject it ({violations[0]})" if violations else None
