@@ -22,13 +22,12 @@ from dataclasses import dataclass
 
 from avo.records import geomean
 
-SCREEN_SIZE = 6  # configs in the screen: one per (kind, mask, length) band of the AVO suite
-
-
-def screen_configs(names: list[str], size: int = SCREEN_SIZE) -> list[str]:
+def screen_configs(names: list[str], size: int | None = None) -> list[str]:
     """`size` configs spread evenly over the suite's order (its first and last
     included): the suites list kinds and masks in blocks, so an even spread
-    covers each block once. All of them for a suite of `size` or fewer."""
+    covers each block once (the AVO suite's 24: 6, one per kind and mask). None: a
+    quarter of the suite, at least 3. All of them for a suite of `size` or fewer."""
+    size = size or max(3, len(names) // 4)
     if len(names) <= size:
         return list(names)
     picks = [round(i * (len(names) - 1) / (size - 1)) for i in range(size)]

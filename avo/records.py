@@ -102,6 +102,16 @@ class EvalResult:
         return {t.config: (t.tflops if self.ok else 0.0) for t in self.timings}
 
     @property
+    def gpu_s(self) -> float:
+        """GPU time this evaluation cost: while several are in flight on one GPU (the
+        cascade's pipeline) only the judge's holds of the GPU's lock count, since
+        loading and compiling overlap another's measuring; else its wall time."""
+        held = self.env.get("gpu_held") if isinstance(self.env, dict) else None
+        if held:
+            return float(sum(max(0.0, b - a) for a, b in held))
+        return float(self.wall_s or 0.0)
+
+    @property
     def geomean_tflops(self) -> float:
         return geomean([t.tflops for t in self.timings]) if self.ok else 0.0
 

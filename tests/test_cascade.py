@@ -43,3 +43,8 @@ def test_the_confirmation_summary_takes_the_median_ratio_and_the_worse_spread():
     with pytest.raises(ValueError):
         cascade.summarise_confirmation([[1.0]], [])
     assert cascade.relative_spread([5.0]) == 0.0
+
+
+def test_the_default_screen_is_a_quarter_of_the_suite_and_at_least_three():
+    assert len(cascade.screen_configs([f"c{i}" for i in range(24)])) == 6
+    assert cascade.screen_configs([f"c{i}" for i in range(8)]) == ["c0", "c4", "c7"]

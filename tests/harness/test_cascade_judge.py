@@ -1,4 +1,5 @@
 """The judge's cascade stages, on the interpreter: screen and gate, confirmation re-measure."""
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,17 @@ SCREEN = ("mha b1 s128 d64 full fp16",)
 
 
 def test_a_candidate_below_the_gate_stops_after_the_screen():
-    r = evaluate(SEED, device="cpu", stages=Stages(screen=SCREEN, gate_tflops=1e6))
+    lock = Path(tempfile.mkdtemp()) / "gpu0.timing.lock"
+    r = evaluate(SEED, device="cpu", stages=Stages(screen=SCREEN, gate_tflops=1e6, gpu_lock=str(lock)))
     assert r.status == "ok" and r.cascade["stage"] == "screen"
     assert r.cascade["stopped"].startswith("screened out") and r.cascade["gate_tflops"] == 1e6
     assert [t.config for t in r.timings] == list(SCREEN) and r.heldout == []  # the rest never ran
     assert "full" not in r.env["stage_s"] and "recheck" not in r.env["stage_s"]
     assert r.confirm == {}
     assert r.env["kernel_s"] > 0
+    # the GPU lock was taken once, for check + screen, and released
+    (start, end), = r.env["gpu_held"]
+    assert end > start and "gpu_wait" in r.env["stage_s"]
 
 
 def test_a_candidate_that_beats_the_best_is_confirmed_in_turns_with_it():

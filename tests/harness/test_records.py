@@ -45,3 +45,11 @@ def test_unknown_status_is_refused():
 
 def test_geomean_of_nothing_or_nonpositive_is_zero():
     assert geomean([]) == 0.0 and geomean([1.0, 0.0]) == 0.0 and geomean([2.0, 8.0]) == pytest.approx(4.0)
+
+
+def test_gpu_time_counts_the_lock_holds_when_pipelined_else_the_wall():
+    from avo.records import EvalResult
+
+    assert EvalResult(status="ok", wall_s=30.0).gpu_s == 30.0
+    pipelined = EvalResult(status="ok", wall_s=30.0, env={"gpu_held": [[100.0, 104.0], [110.0, 111.5]]})
+    assert pipelined.gpu_s == 5.5
