@@ -23,20 +23,23 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def bench(
-    kernel: Path = typer.Argument(..., help="Candidate kernel file defining attention(q, k, v, causal, sm_scale)."),
+    kernel: Path = typer.Argument(..., help="Candidate kernel file defining the problem's entry point "
+                                            "(attention: attention(q, k, v, causal, sm_scale))."),
     device: str = typer.Option("auto", help="cuda, cpu (Triton interpreter, small shapes) or auto."),
     suite: str = typer.Option(None, help="Timed suite: avo (MHA+GQA), mha, gqa, d64, cpu. "
                                          "Default: avo on a GPU, cpu without one."),
     json_out: Path = typer.Option(None, "--json", help="Also write the full record to this JSON file."),
     timeout: float = typer.Option(None, help="Seconds before the evaluation is killed."),
     quick: bool = typer.Option(False, help="Compile and a small correctness check only; no timing."),
-    problem: Path = typer.Option(None, help="Problem module (default: kernel_src/attention/problem.py)."),
+    problem: Path = typer.Option(None, help="Problem module (default: kernel_src/attention/problem.py; "
+                                            "also kernel_src/rmsnorm/problem.py)."),
 ) -> None:
     """Evaluate a candidate kernel: correctness on fresh random inputs, then TFLOPS
-    against cuDNN and FlashAttention-2 timed in the same run. Exit code 0 only
-    when the candidate passed every check."""
+    against the problem's library baselines (attention: cuDNN and FlashAttention-2)
+    timed in the same run. Exit code 0 only when the candidate passed every check."""
     from avo.harness import UnknownSuite, evaluate
     from avo.harness.static_checks import SourceError, check_contract, parse
+    from avo.problem import DEFAULT_PROBLEM, load_problem
 
     if device not in ("auto", "cuda", "cpu"):
         fail(f"unknown device {device!r}: use cuda, cpu or auto")
@@ -55,8 +58,9 @@ def bench(
 
         if detect_device() != "cuda":
             fail("--device cuda, but no CUDA GPU is usable here: use --device cpu (Triton interpreter) or auto")
+    problem_mod = load_problem(problem if problem is not None else DEFAULT_PROBLEM)
     try:
-        check_contract(parse(kernel.read_text()))
+        check_contract(parse(kernel.read_text()), problem_mod)
     except SourceError as e:
         fail(f"{kernel} is not a candidate kernel: {e}")
     except UnicodeDecodeError:
@@ -69,7 +73,7 @@ def bench(
     except UnknownSuite as e:
         fail(str(e))
 
-    print_result(result, str(kernel))
+    print_result(result, str(kernel), problem_mod)
     if json_out:
         record = {"kernel": str(kernel), **result.to_dict()}
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +82,11 @@ def bench(
     raise typer.Exit(0 if result.ok else 1)
 
 
-def print_result(result: EvalResult, title: str) -> None:
+def print_result(result: EvalResult, title: str, problem=None) -> None:
+    """problem: its shapes give a GB/s column where they say what bytes they move."""
     interp = result.interpreter
+    shapes = {s.name: s for suite in getattr(problem, "SUITES", {}).values() for s in suite if hasattr(s, "bytes")}
+    labels = result.env.get("baseline_labels") or {}
     unit = "TFLOPS (interpreter)" if interp else "TFLOPS"  # one unit everywhere (avo.units)
     if interp:
         console.print("[yellow]CPU run: Triton interpreter timings — they say nothing about GPU speed "
@@ -87,21 +94,35 @@ def print_result(result: EvalResult, title: str) -> None:
     table = Table(title=f"{title} — suite {result.suite} on {result.env.get('gpu', result.device)}")
     table.add_column("config")
     table.add_column(unit, justify="right")
+    rate = any(t.config in shapes for t in result.timings)
+    if rate:  # a memory-bound problem: bytes moved per second, beside (never instead of) FLOPs
+        table.add_column("GB/s (interpreter)" if interp else "GB/s", justify="right")
+    # the record's baseline columns are named cudnn/fa2; the problem's labels say what fills them
+    columns = [c for c in ("cudnn", "fa2") if not labels or c in labels]
+    heads = {c: (labels[c].split(" (")[0] if c in labels else {"cudnn": "cuDNN", "fa2": "FA2"}[c]) for c in columns}
     if not interp:
-        for col in ("cuDNN", "FA2", "× cuDNN", "× FA2"):
-            table.add_column(col, justify="right")
+        for c in columns:
+            table.add_column(heads[c], justify="right")
+        for c in columns:
+            table.add_column(f"× {heads[c]}", justify="right")
     for t in result.timings:
         row = [t.config, units.tflops(t.tflops, interp)]
+        if rate:
+            shape = shapes.get(t.config)
+            row.append(f"{shape.bytes() / (t.ms * 1e-3) / 1e9:.3g}" if shape and t.ms else "-")
         if not interp:
-            row += [_num(t.cudnn_tflops), _num(t.fa2_tflops), _ratio(t.ratio_cudnn), _ratio(t.ratio_fa2)]
+            row += [_num(getattr(t, f"{c}_tflops")) for c in columns] + [_ratio(getattr(t, f"ratio_{c}")) for c in columns]
         table.add_row(*row)
     if result.timings and result.ok:
-        row = ["geomean", units.tflops(result.geomean_tflops, interp)]
+        row = ["geomean", units.tflops(result.geomean_tflops, interp)] + ([""] if rate else [])
         if not interp:
-            row += ["", "", _ratio(result.geomean_ratio_cudnn), _ratio(result.geomean_ratio_fa2)]
+            row += [""] * len(columns) + [_ratio(getattr(result, f"geomean_ratio_{c}")) for c in columns]
         table.add_row(*row, style="bold")
     if result.timings:
         console.print(table)
+        for c in columns if not interp else ():
+            if c in labels:
+                console.print(f"{heads[c]}: {labels[c]}", highlight=False)
 
     passed = sum(c.passed for c in result.checks)
     console.print(f"correctness: {passed}/{len(result.checks)} checks passed; "

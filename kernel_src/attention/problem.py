@@ -274,7 +274,7 @@ def compile_shapes(shapes: list[Shape]) -> list[Shape]:
 # record column -> (trusted file next to this one, its function, what it is); timed on GPUs
 # before the candidate's runner exists, by the same clock; ratios are taken to `cudnn`
 BASELINES = {"cudnn": ("baselines.py", "cudnn", "cuDNN (PyTorch SDPA, CUDNN_ATTENTION backend)"),
-             "fa2": ("baselines.py", "fa2", "FlashAttention-2 (PyTorch SDPA, FLASH_ATTENTION backend)")}
+             "fa2": ("baselines.py", "fa2", "FA2 (FlashAttention-2: PyTorch SDPA, FLASH_ATTENTION backend)")}
 
 
 def held_out_shapes(device: str, rng, n: int) -> list[Shape]:
@@ -304,6 +304,7 @@ KNOBS.update({name + suffix: values for name, values in list(KNOBS.items())
               for suffix in HEAD_DIM_VARIANTS if suffix})
 SMEM_BYTES = {"cuda": 227 * 1024}  # per-block shared memory (H100); no limit on the interpreter
 ACC_REGISTERS = 128  # fp32 accumulator registers per thread above which the compiler spills
+COST_MODEL = "cost_model.py"  # the CPU lineage's commit basis (avo/cost_basis.py): modelled H100 TFLOPS from the knobs
 
 
 def knob_base(name: str) -> str:

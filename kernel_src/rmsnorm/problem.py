@@ -184,7 +184,8 @@ def expected_rows(inputs: dict, shape: Shape, call: dict, rows):
 
 # record column -> (trusted file next to this one, its function, what it is). The record's
 # column is named cudnn for attention's sake; the label (env.baseline_labels) says what it holds.
-BASELINES = {"cudnn": ("baselines.py", "torch_rms_norm", "torch.nn.functional.rms_norm (PyTorch)")}
+BASELINES = {"cudnn": ("baselines.py", "torch_rms_norm",
+                       "torch rms_norm (torch.nn.functional.rms_norm: PyTorch's own RMSNorm kernel)")}
 
 
 # ------------------------------------------------------------------ search space
