@@ -155,8 +155,10 @@ def inputs(shape: Shape, device: str, seed: int, call: dict) -> dict:
 def late_change(shape: Shape, rng) -> tuple:
     """Two columns of x scaled by 2^k after the clock starts, k chosen so that they carry
     about half of each row's sum of squares: every row's rsqrt changes, so every output
-    element does (all but rows whose two entries are both near zero, < 1% of rows). With
-    one column there is no other column to change the norm: w is scaled instead."""
+    element moves by its row's factor (all but rows whose two entries are both near zero,
+    < 1% of rows; elements near zero move by less than the absolute tolerance) and a
+    precomputed output is wrong on every row. With one column there is no other column
+    to change the norm: w is scaled instead."""
     if shape.cols == 1:
         return "w", 0, [0], 8.0
     k = min(LATE_COLS, shape.cols - 1)

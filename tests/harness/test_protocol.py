@@ -15,6 +15,7 @@ from avo.problem import REPO_ROOT, entry_inputs, entry_name, load_problem
 
 ATTN = load_problem()
 RMS = load_problem(REPO_ROOT / "kernel_src" / "rmsnorm" / "problem.py")
+TEMPLATE = load_problem(REPO_ROOT / "kernel_src" / "_template" / "problem.py")
 
 
 def test_attention_lays_out_as_before():
@@ -45,21 +46,26 @@ def test_flat_index_is_the_slice_it_names():
     assert torch.equal(t.reshape(-1)[idx], t.index_select(2, torch.tensor([1, 4])).reshape(-1))
 
 
-@pytest.mark.parametrize("shape", [RMS.Shape(3, 1), RMS.Shape(4, 2), RMS.Shape(5, 17, "float16"), RMS.Shape(2, 8192)],
-                         ids=lambda s: s.name)
-def test_the_rmsnorm_late_change_moves_every_output_element(shape):
-    call = RMS.draw_call(shape, random.Random(1), vary=False)
-    name, dim, picks, factor = RMS.late_change(shape, random.Random(2))
+LATE = [(RMS, RMS.Shape(3, 1)), (RMS, RMS.Shape(4, 2)), (RMS, RMS.Shape(5, 17, "float16")), (RMS, RMS.Shape(2, 8192)),
+        (TEMPLATE, TEMPLATE.Shape(4, 2)), (TEMPLATE, TEMPLATE.Shape(3, 300, "float16")), (TEMPLATE, TEMPLATE.Shape(2, 4096))]
+
+
+@pytest.mark.parametrize("problem,shape", LATE, ids=[f"{p.NAME} {s.name}" for p, s in LATE])
+def test_the_late_change_moves_every_output_element(problem, shape):
+    call = problem.draw_call(shape, random.Random(1), vary=False)
+    name, dim, picks, factor = problem.late_change(shape, random.Random(2))
     assert math.frexp(factor)[0] == 0.5 and factor > 1  # a power of two: exact
-    before = RMS.inputs(shape, "cpu", 7, call)
+    before = problem.inputs(shape, "cpu", 7, call)
     after = {k: v.clone() for k, v in before.items()}
     p = torch.tensor(picks)
     after[name].index_copy_(dim, p, after[name].index_select(dim, p) * factor)
-    moved = (RMS.expected(after, shape, call) - RMS.expected(before, shape, call)).abs() \
-        / RMS.expected(before, shape, call).abs().clamp_min(1e-3)
-    # every element moves by more than the dtype's tolerance, but for rows whose picked
-    # entries are both near zero (under 1% of rows; none in these draws)
-    assert float(moved.min()) > RMS.TOLERANCES[shape.dtype]["rtol"], float(moved.min())
+    ref, tol = problem.expected(before, shape, call), problem.TOLERANCES[shape.dtype]
+    moved = (problem.expected(after, shape, call) - ref).abs() > tol["atol"] + tol["rtol"] * ref.abs()
+    # an output computed before the change fails the judge's compare on every row (but for
+    # rows whose picked entries are both near zero: under 1% of rows, none in these draws);
+    # all elements move by the row's factor, those near zero by less than the absolute tolerance
+    assert bool(moved.any(dim=-1).all()), "a row whose precomputed output would still pass"
+    assert float(moved.float().mean()) > 0.9 or shape.cols <= 2, float(moved.float().mean())
 
 
 def test_rmsnorm_reference_is_the_textbook_formula():
@@ -107,8 +113,9 @@ def _verdict(batch, arena, problem):
 
 
 @pytest.mark.parametrize("problem,shape", [(RMS, RMS.Shape(6, 40, "float16")),
-                                           (ATTN, ATTN.Shape(1, 2, 1, 17, 64, True, "float16"))],
-                         ids=["rmsnorm", "attention"])
+                                           (ATTN, ATTN.Shape(1, 2, 1, 17, 64, True, "float16")),
+                                           (TEMPLATE, TEMPLATE.Shape(5, 33, "bfloat16"))],
+                         ids=["rmsnorm", "attention", "template"])
 def test_guards_accept_the_right_output_and_reject_the_rest(problem, shape):
     batch, arena = _batch(problem, shape)
     messages = batch.messages()
