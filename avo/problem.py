@@ -29,6 +29,7 @@ and the search (avo/operators/heuristic.py, flows/) reads:
     KNOBS                  knob name -> legal values in order (the heuristic's moves)
     fits(knobs, device)    whether a knob setting can launch there
     register_pressure(knobs), ACC_REGISTERS, knob_base(name)   optional hints
+    KNOWLEDGE_BASE         optional, default True: whether knowledge_base/ covers it
     LEVERS, or levers.py beside it   what is known about each lever (levers() below):
                            the heuristic's priors and texts, the supervisor's directions
 Torch is only imported by the functions that need it, so loading one is cheap.

@@ -44,10 +44,12 @@ def test_a_table_edit_reaches_the_heuristic_and_the_supervisor(tmp_path):
 
 
 def test_rmsnorm_proposals_speak_of_rmsnorm_not_attention():
-    op = HeuristicOperator("/nonexistent", device="cpu", attempts_reader=lambda: [], problem_path=RMS)
+    # with the repository's knowledge base at hand: its notes are about attention, so not cited
+    op = HeuristicOperator("/nonexistent", knowledge_root=REPO / "knowledge_base", device="cpu",
+                           attempts_reader=lambda: [], problem_path=RMS)
     seed = (RMS.parent / "seeds/rowwise.py").read_text()
     texts = " ".join(_vary(op, seed, slot).technique.why for slot in range(6))
-    assert "row" in texts and "softmax" not in texts and "K/V" not in texts
+    assert "row" in texts and "softmax" not in texts and "K/V" not in texts and "Knowledge base" not in texts
     assert any("ONE_PASS=True" in _vary(op, seed, s).technique.name for s in range(8))
     # the supervisor's rules give rmsnorm's directions, attention's by default
     assert any("row" in d for d in rule_directions([], problem=RMS)["directions"])

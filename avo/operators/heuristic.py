@@ -290,8 +290,10 @@ class HeuristicOperator:
         return Technique(name=move_name(move), expected="; ".join(parts), why=" ".join(whys))
 
     def _knowledge(self, query: str) -> str:
-        """The best knowledge-base section for these knobs, if avo.knowledge exists."""
-        if self.knowledge_root is None or not self.knowledge_root.is_dir():
+        """The best knowledge-base section for these knobs, if avo.knowledge exists and the
+        problem is one the notes cover (KNOWLEDGE_BASE = False: they are about another)."""
+        if self.knowledge_root is None or not self.knowledge_root.is_dir() \
+                or not getattr(self.problem, "KNOWLEDGE_BASE", True):
             return ""
         try:
             if self._kb is None:

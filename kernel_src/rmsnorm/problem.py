@@ -192,6 +192,7 @@ BASELINES = {"cudnn": ("baselines.py", "torch_rms_norm",
 
 # ------------------------------------------------------------------ search space
 SEED = "seeds/rowwise.py"  # v0, relative to this file
+KNOWLEDGE_BASE = False  # knowledge_base/ is about attention: the heuristic cites levers.py only
 KNOBS = {"BLOCK_M": (1, 2, 4, 8, 16), "BLOCK_N": (64, 128, 256, 512, 1024, 2048, 4096, 8192),
          "NUM_WARPS": (1, 2, 4, 8, 16)}
 TILE_LIMIT = {"cuda": 32 * 1024}  # fp32 tile elements a program may hold (spread over its threads)
