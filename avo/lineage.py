@@ -29,7 +29,7 @@ from pathlib import Path
 
 from avo.atomic_files import TMP_PREFIX, append_line, atomic_write, file_lock, fsync_dir, write_file_durably
 from avo.candidate import Candidate, Technique, source_sha256
-from avo.commit_rule import should_commit
+from avo.commit_rule import Best, Rule, decide, on_cpu
 from avo.population import attempt_record, model_cost  # noqa: F401  (model_cost: re-exported)
 from avo.records import EvalResult
 
@@ -160,6 +160,28 @@ class Lineage:
                 and (comparable_to is None or comparable(v.result, comparable_to))]
         return max(pool, key=lambda v: (v.geomean, -v.number), default=None)
 
+    def best_for(self, result: EvalResult, rule: Rule | None = None) -> Best | None:
+        """The version `result` must beat under the commit rule. GPU: the best comparable
+        geomean. CPU: the comparable version with the highest modelled figure, by the
+        candidate's model (a version recorded without one, or by another model, is
+        modelled from its source with `rule.model_of` when given)."""
+        if not on_cpu(result):
+            v = self.best(comparable_to=result)
+            return None if v is None else Best(v.number, v.geomean, v.sha256, v.result.model)
+        pool = [v for v in self.versions() if v.result.ok and comparable(v.result, result)]
+        if not pool:
+            return None
+        want = (result.model or {}).get("model")
+        scored = []
+        for v in pool:
+            model = v.result.model or {}
+            if (not model or model.get("model") != want) and rule is not None and rule.model_of is not None:
+                model = rule.model_of(v.source) or model
+            figure = model.get("modelled_tflops")
+            scored.append((figure if isinstance(figure, (int, float)) else -1.0, -v.number, v, model))
+        figure, _, v, model = max(scored, key=lambda t: t[:2])
+        return Best(v.number, v.geomean, v.sha256, model if figure >= 0 else {})
+
     def latest(self) -> Version | None:
         vs = self.versions()
         return vs[-1] if vs else None
@@ -185,9 +207,15 @@ class Lineage:
         return records[-limit:] if limit else records
 
     # ------------------------------------------------------------- writing
-    def commit(self, candidate: Candidate, result: EvalResult, margin: float,
-               note: str = "") -> CommitDecision:
-        """Apply the commit rule; write the version if it passes; record the attempt."""
+    def commit(self, candidate: Candidate, result: EvalResult, rule: Rule | float | None = None,
+               note: str = "", *, margin: float | None = None) -> CommitDecision:
+        """Apply the commit rule (avo.commit_rule.Rule; a bare number, or `margin`, is the
+        margin with no confirmation required); write the version if it passes; record the attempt."""
+        if not isinstance(rule, Rule):
+            number = rule if rule is not None else margin
+            if number is None:
+                raise TypeError("commit() needs the rule (avo.commit_rule.Rule) or a margin")
+            rule = Rule(margin=number, model_margin=number)
         self._ensure_root()
         with file_lock(self.root / LOCK_FILE):
             self._sweep_unfinished()
@@ -198,10 +226,7 @@ class Lineage:
                     self._append_attempt(candidate, result, decision)
                     return decision
                 parent = self.get(candidate.parent)
-            best = self.best(comparable_to=result)
-            ok, reason = should_commit(result, best.geomean if best else None, margin)
-            if best is not None and ok:
-                reason += f" (best was v{best.number})"
+            ok, reason = decide(result, self.best_for(result, rule), rule)
             number = None
             if ok:
                 number = self._next_number()

@@ -2,8 +2,12 @@
 
 One experiment per problem, one parent run per evolve session, one nested run
 per candidate (params: parent, operator, generation, technique; metrics: TFLOPS
-per configuration, geomean, ratios to cuDNN and FA2, errors, compile stats;
-tags: status, committed; artifacts: source, diff to parent, harness log).
+per configuration, geomean, ratios to cuDNN and FA2, errors, compile stats, and
+the commit basis: commit/model_tflops (CPU: modelled H100 TFLOPS, what the CPU
+lineage commits on), commit/confirm_ratio and commit/confirm_spread (GPU: the
+interleaved re-measure), commit/commit_margin (the margin the rule applied);
+tags: status, committed, commit_basis (model | confirm | geomean), commit_reason;
+artifacts: source, diff to parent, harness log).
 
 Names a person can find: the session run is `evolve <date time> <suite>`, a
 candidate `g<generation>-c<n> <technique>` (n counts the generation's candidates
@@ -33,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from avo.commit_rule import basis_of
 from avo.config import TrackingConfig, repo_root
 
 if TYPE_CHECKING:  # for annotations only: importing these costs nothing at runtime
@@ -129,8 +134,9 @@ class Tracker:
 
     def log_candidate(self, candidate: "Candidate", result: "EvalResult",
                       decision: "CommitDecision | None", diff: str = "",
-                      generation: int | None = None) -> str | None:
-        """One run per candidate (nested under the session, if any). Returns its run id."""
+                      generation: int | None = None, margin: float | None = None) -> str | None:
+        """One run per candidate (nested under the session, if any). Returns its run id.
+        `margin`: the margin the commit rule applied (avo.promotion.Promotion.margin)."""
         if not self.enabled:
             return None
         if candidate.parent is not None:
@@ -142,6 +148,7 @@ class Tracker:
                     "committed": str(bool(decision and decision.committed)).lower(),
                     "avo.kind": "candidate", "operator": candidate.operator,
                     "device": result.device, "interpreter": str(result.interpreter).lower(),
+                    "commit_basis": basis_of(result),
                     **{f"env.{k}": v for k, v in result.env.items() if v is not None}}
             if decision is not None:
                 tags["commit_reason"] = decision.reason
@@ -158,7 +165,8 @@ class Tracker:
             run = client.create_run(exp, run_name=_clip(name, 200), tags=_str_dict(tags))
             run_id = run.info.run_id
             self._log_batch(run_id, params=_candidate_params(candidate, result, gen),
-                            metrics={**_candidate_metrics(result, decision), **_operator_metrics(candidate.meta)})
+                            metrics={**_candidate_metrics(result, decision, margin),
+                                     **_operator_metrics(candidate.meta)})
             if self.log_artifacts:
                 client.log_text(run_id, candidate.source, "kernel.py")
                 if diff:
@@ -188,7 +196,7 @@ class Tracker:
         with self._guard("logging a baseline"):
             client, exp = self._connect()
             tags = {"avo.kind": "baseline", "status": result.status, "committed": "true",
-                    "version": f"v{number}", "device": result.device,
+                    "version": f"v{number}", "device": result.device, "commit_basis": basis_of(result),
                     "interpreter": str(result.interpreter).lower(),
                     **{f"env.{k}": v for k, v in result.env.items() if v is not None}}
             if self.session_run_id:
@@ -277,7 +285,9 @@ def _candidate_params(candidate: "Candidate", result: "EvalResult", generation: 
             "source_sha256": candidate.sha256, "suite": result.suite, "device": result.device}
 
 
-def _candidate_metrics(result: "EvalResult", decision: "CommitDecision | None") -> dict:
+def _candidate_metrics(result: "EvalResult", decision: "CommitDecision | None",
+                       margin: float | None = None) -> dict:
+    confirm, model = result.confirm or {}, result.model or {}
     m: dict[str, Any] = {
         "evaluate/geomean_tflops": result.geomean_tflops,
         "evaluate/ratio_cudnn": result.geomean_ratio_cudnn,
@@ -286,6 +296,11 @@ def _candidate_metrics(result: "EvalResult", decision: "CommitDecision | None") 
         "evaluate/max_abs_err": result.max_abs_err,
         "evaluate/wall_s": result.wall_s,
         "commit/committed": 1.0 if decision and decision.committed else 0.0,
+        # the commit basis (avo.commit_rule): absent figures are skipped by _log_batch
+        "commit/model_tflops": model.get("modelled_tflops"),
+        "commit/confirm_ratio": confirm.get("ratio"),
+        "commit/confirm_spread": confirm.get("spread"),
+        "commit/commit_margin": margin,
     }
     for t in result.timings:
         tflops = t.tflops if result.ok else 0.0  # a wrong kernel scores 0

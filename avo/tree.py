@@ -24,6 +24,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from avo import cost_basis
 from avo.atomic_files import atomic_write
 from avo.candidate import source_sha256
 from avo.lineage import Lineage, Version, comparable, model_cost, unified_diff
@@ -47,12 +48,15 @@ def tree_data(lineage: Lineage, journals: list[dict] | None = None) -> dict:
         if a.get("committed") and a.get("version") in by_number and a.get("version") not in merged:
             merged[a["version"]] = {**a, "_index": i}
 
+    basis, attempt_models = cost_basis.lineage_basis(lineage, versions, attempts)
     for v in versions:
-        nodes.append(_version_node(v, by_number, merged.get(v.number)))
+        nodes.append({**_version_node(v, by_number, merged.get(v.number)), **_basis(basis.get(v.number))})
     for i, a in enumerate(attempts):
         if a.get("committed") and merged.get(a.get("version"), {}).get("_index") == i:
             continue  # the version node stands for it
-        nodes.append(_attempt_node(i, a, by_number, by_sha, lineage.source_of))
+        model = attempt_models.get(i)
+        nodes.append({**_attempt_node(i, a, by_number, by_sha, lineage.source_of),
+                      "model": model, "basis": f"model {model:.1f} H100 TFLOPS" if model is not None else ""})
 
     ids = {n["id"] for n in nodes}
     for n in nodes:  # a parent that is not in the lineage (lost, or another lineage): a root
@@ -60,8 +64,8 @@ def tree_data(lineage: Lineage, journals: list[dict] | None = None) -> dict:
             n["note"] = (n.get("note", "") + f" parent {n['parent']} is not in this lineage").strip()
             n["parent"] = None
     nodes.sort(key=lambda n: (n["order"], n["id"]))
-    best = lineage.best()
     latest = versions[-1].result if versions else None
+    best = _best(lineage, versions, basis, latest)
     runs = run_costs(nodes, journals or [])
     return {
         "title": "", "lineage": str(lineage.root),
@@ -72,10 +76,37 @@ def tree_data(lineage: Lineage, journals: list[dict] | None = None) -> dict:
                    "committed": sum(1 for n in nodes if n["committed"]),
                    "failed": sum(1 for n in nodes if n["status"] != "ok"),
                    "source_kept": sum(1 for n in nodes if n["source"] is not None)},
-        "best": {"id": f"v{best.number}", "geomean": best.geomean,
-                 "ratio_cudnn": best.result.geomean_ratio_cudnn} if best else None,
+        "best": {"id": f"v{best.number}", "geomean": best.geomean, "ratio_cudnn": best.result.geomean_ratio_cudnn,
+                 "model": (basis.get(best.number) or {}).get("model_tflops")} if best else None,
+        "commits_on": _commits_on(latest, basis),
         "nodes": nodes, "runs": runs,
     }
+
+
+def _basis(b: dict | None) -> dict:
+    """A version node's commit basis: its kind, figure text and modelled TFLOPS."""
+    b = b or {}
+    return {"basis": b.get("text", ""), "basis_kind": b.get("basis", ""), "model": b.get("model_tflops")}
+
+
+def _best(lineage: Lineage, versions: list[Version], basis: dict[int, dict], latest) -> Version | None:
+    """The best version by the lineage's commit basis: on an interpreter lineage the
+    highest modelled figure (when there are any), else the highest geomean."""
+    if latest is not None and latest.interpreter:
+        pool = [v for v in versions if v.result.ok and comparable(v.result, latest)
+                and (basis.get(v.number) or {}).get("model_tflops") is not None]
+        if pool:
+            return max(pool, key=lambda v: (basis[v.number]["model_tflops"], -v.number))
+    return lineage.best()
+
+
+def _commits_on(latest, basis: dict[int, dict]) -> str:
+    if latest is None:
+        return ""
+    if latest.interpreter or latest.device != "cuda":
+        modelled = any(b.get("model_tflops") is not None for b in basis.values())
+        return cost_basis.CPU_BASIS if modelled else cost_basis.CPU_NO_BASIS
+    return cost_basis.GPU_BASIS
 
 
 def _where(r) -> str:

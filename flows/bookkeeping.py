@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from avo import live
 from avo.budget import exhausted
+from avo.commit_rule import basis_of
 from avo.errors import BudgetExceeded, OperatorUnavailable, ProposalFailed
 from avo.run_state import RunState, save
 
@@ -43,15 +44,25 @@ def book(outcome, promotion, report: GenerationReport, state: RunState, settings
     report.failed += 0 if result.ok else 1
     if decision.committed:
         report.committed.append(decision.version)
-    state.spent.add_candidate(cand.meta, result.wall_s, on_gpu=result.device == "cuda")
+    state.spent.add_candidate(cand.meta, result.gpu_s, on_gpu=result.device == "cuda")
     _finish(outcome.slot, state, settings)
     live.emit("candidate", generation=state.generation, slot=outcome.slot, status=result.status,
               technique=cand.technique.name, committed=decision.committed, version=decision.version,
               geomean=result.geomean_tflops, detail=decision.reason, where=outcome.where,
-              spent=state.spent.to_dict())
+              spent=state.spent.to_dict(), **basis_fields(result, promotion.margin))
     reason = exhausted(settings.budget, state.spent)
     if reason and "generations" not in reason:  # generations are counted by the evolve loop
         live.request_stop(reason)
+
+
+def basis_fields(result, margin: float | None) -> dict:
+    """What the candidate's commit stood on, for the live display (avo.commit_rule):
+    basis "model" (CPU: modelled H100 TFLOPS), "confirm" or "geomean" (GPU), its
+    figures, and the margin the rule applied."""
+    confirm, model = result.confirm or {}, result.model or {}
+    return {"basis": basis_of(result), "model_tflops": model.get("modelled_tflops"),
+            "confirm_ratio": confirm.get("ratio"), "confirm_spread": confirm.get("spread"),
+            "margin": margin}
 
 
 def proposal_failed(error: Exception, proposal, slot: int, report: GenerationReport, state: RunState,

@@ -7,7 +7,8 @@ lineage is a `cache: false` + `persist: true` out that git keeps, promotions go
 through the real avo.promotion with lineage.git_commit: auto, and report is the
 real `avo report`. Its evolve stage is a small script that reads params.yaml
 through avo.config and promotes `candidates_per_generation` hand-made candidates
-per generation (no kernel is run), so each experiment's metrics differ. What
+per generation (no kernel is run), each a knob step the cost model rates higher
+(the CPU lineage's commit basis), so each experiment's metrics differ. What
 must hold: each queued experiment starts from the committed lineage (not from
 another experiment's), none moves the branch (inside `dvc exp run` a promotion
 is not a git commit of ours: DVC records the results in the experiment), and
@@ -38,10 +39,13 @@ lin = Lineage(cfg.lineage.root)
 if not lin.versions():
     seed = make_result((0.002, 0.001), device="cpu", gpu=None, suite="cpu", interpreter=True)
     lin.init_from_seed(cfg.lineage.seed, seed)
+CHAIN = [(16, 1), (16, 2), (16, 3), (32, 1), (32, 2), (64, 1), (64, 3)]  # (BLOCK_N, NUM_STAGES), modelled faster each
 for g in range(cfg.evolve.generations):
     for i in range(cfg.evolve.candidates_per_generation):
         best = lin.best()
-        cand = make_candidate(best.source + f"# g{{g}} c{{i}}\\n", parent=best.number, name=f"tweak g{{g}} c{{i}}")
+        bn, stages = CHAIN[best.number + 1]
+        cand = make_candidate(f"# kernel\\nBLOCK_N = {{bn}}\\nNUM_STAGES = {{stages}}\\n# g{{g}} c{{i}}\\n",
+                              parent=best.number, name=f"tweak g{{g}} c{{i}}")
         faster = make_result([t.tflops * 1.2 for t in best.result.timings], device="cpu", gpu=None,
                              suite="cpu", interpreter=True)
         print(promote(lin, cand, faster, cfg.lineage).decision)
@@ -96,7 +100,7 @@ def project(tmp_path):
         return r.stdout + r.stderr
 
     (repo / "kernels").mkdir()
-    (repo / "kernels" / "seed.py").write_text("# seed kernel\nBLOCK_N = 64\n")
+    (repo / "kernels" / "seed.py").write_text("# seed kernel\nBLOCK_N = 16\nNUM_STAGES = 1\n")
     (repo / "evolve.py").write_text(textwrap.dedent(EVOLVE.format(repo=str(REPO))))
     (repo / "dvc.yaml").write_text(DVC_YAML.format(py=sys.executable))
     (repo / "params.yaml").write_text(PARAMS)

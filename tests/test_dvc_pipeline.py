@@ -44,7 +44,7 @@ lin = Lineage(cfg.lineage.root)
 seed = EvalResult.from_json(open("benchmarks/seed.json").read())
 lin.init_from_seed(cfg.lineage.seed, seed)
 best = lin.best()
-cand = make_candidate(best.source + "# tweak\\n", parent=best.number, name="block_n=32")
+cand = make_candidate(best.source + "NUM_STAGES = 3  # tweak\\n", parent=best.number, name="num_stages=3")
 faster = make_result([t.tflops * 1.2 for t in best.result.timings], device="cpu", gpu=None,
                      suite="cpu", interpreter=True)
 p = promote(lin, cand, faster, cfg.lineage)
@@ -134,7 +134,7 @@ def test_repro_twice_second_is_noop(project, tmp_path):
     assert (repo / "kernels/lineage/v0000/kernel.py").is_file()
     assert (repo / "kernels/lineage/v0001/version.json").is_file()
     # the promotion was a git commit of the lineage files, made from inside the stage
-    assert "lineage v1: block_n=32" in sh("git", "log", "--format=%s")
+    assert "lineage v1: num_stages=3" in sh("git", "log", "--format=%s")
     assert (repo / "reports/lineage.png").is_file() and (repo / "reports/lineage.html").is_file()
 
     second = sh(*dvc, "repro")

@@ -50,7 +50,7 @@ def test_incorrect_seed_is_refused_but_recorded(tmp_path):
 def test_commit_applies_rule_and_records_every_attempt(seeded):
     faster = make_candidate("# v1\nBLOCK_N = 128\n", parent=0)
     d = seeded.commit(faster, make_result((110.0, 88.0)), margin=0.01)
-    assert d == CommitDecision(True, 1, d.reason) and "best was v0" in d.reason
+    assert d == CommitDecision(True, 1, d.reason) and d.reason.startswith("basis geomean") and "v0" in d.reason
     v1 = seeded.get(1)
     assert v1.parent == 0 and v1.operator == "heuristic" and v1.technique.name == "block_n=128"
     assert v1.technique.measured == pytest.approx({CONFIGS[0]: 1.1, CONFIGS[1]: 1.1})
@@ -68,7 +68,7 @@ def test_commit_applies_rule_and_records_every_attempt(seeded):
     assert [v.number for v in seeded.versions()] == [0, 1]
     recs = seeded.attempts()
     assert [r["committed"] for r in recs] == [True, True, False, False, False]
-    assert recs[1]["version"] == 1 and recs[2]["reason"].startswith("geomean")
+    assert recs[1]["version"] == 1 and recs[2]["reason"].startswith("basis geomean: geomean")
     assert recs[3]["message"] == "max rel err 0.5"
     assert len(seeded.attempts(limit=2)) == 2
 

@@ -83,7 +83,7 @@ def test_broken_server_never_loses_a_lineage_commit(store, capsys, monkeypatch):
     lin = Lineage(store / "lineage")
     lin.init_from_seed(seed, make_result((100.0, 100.0)))
     tracker = Tracker(uri="http://127.0.0.1:9", root=store)  # nothing listens on port 9
-    cfg = LineageConfig(git_commit="off")
+    cfg = LineageConfig(git_commit="off", require_confirm_cuda=False)  # fake results carry no confirmation
     with tracker.start_session("broken") as t:
         p1 = promote(lin, make_candidate("# v1\n"), make_result((120.0, 120.0)), cfg, tracker=t)
         p2 = promote(lin, make_candidate("# v2\n", parent=1), make_result((150.0, 150.0)), cfg, tracker=t)

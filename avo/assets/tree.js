@@ -18,6 +18,10 @@ function color(n){ return n.committed ? COLORS.committed : (COLORS[n.status] || 
 function tname(n){ return (n.technique && n.technique.name) || ""; }
 function unit(n){ return n.interpreter ? "TFLOPS (interpreter)" : "TFLOPS"; }
 function score(n){ return n.status === "ok" ? tf(n.geomean, n.interpreter) + " " + unit(n) : n.status; }
+// the CPU lineage commits on modelled H100 TFLOPS: its nodes show that figure (timings are informational)
+function byModel(n){ return n.interpreter && n.model != null; }
+function modelDelta(n){ var p = byId[n.parent]; return p && p.model ? n.model / p.model - 1 : null; }
+function figure(n){ return byModel(n) ? "model " + n.model.toFixed(1) : (n.interpreter ? "interp. " : "") + tf(n.geomean, n.interpreter); }
 
 // ---- layout: root on the left, depth to the right, leaves stacked
 var DX = 230, DY = 24, PADX = 20, PADY = 24, row = 0, maxDepth = 0;
@@ -52,12 +56,13 @@ D.nodes.forEach(function(n){
   var label = n.committed ? "" : tname(n);
   if (n.committed){
     var t = el("text", {x: X(n) + 12, y: Y(n) - 6, "class": "ver"}, g);
-    t.textContent = n.id + "  " + tf(n.geomean, n.interpreter) + (n.delta != null ? " (" + pct(n.delta) + ")" : "");
+    var dl = byModel(n) ? modelDelta(n) : n.delta;
+    t.textContent = n.id + "  " + figure(n) + (dl != null ? " (" + pct(dl) + ")" : "");
     label = tname(n);
   }
   var lt = el("text", {x: X(n) + (n.committed ? 12 : 9), y: Y(n) + (n.committed ? 9 : 4), "class": "lab"}, g);
   var s = label.length > 34 ? label.slice(0, 33) + "…" : label;
-  lt.textContent = s + (n.committed ? "" : "  " + (n.status === "ok" ? tf(n.geomean, n.interpreter) : n.status));
+  lt.textContent = s + (n.committed ? "" : "  " + (n.status === "ok" ? figure(n) : n.status));
   if (n.committed && t.getBBox){  // a card behind a version's label: edges leaving it pass underneath
     var b1 = t.getBBox(), b2 = lt.getBBox(), x0 = Math.min(b1.x, b2.x) - 3, y0 = b1.y - 1;
     var x1 = Math.max(b1.x + b1.width, b2.x + b2.width) + 3, y1 = b2.y + b2.height + 1;
@@ -75,7 +80,7 @@ function hoverText(n){
   return (n.committed ? n.id + " (committed)" : "attempt " + n.id + " (not committed)") + "\n"
     + "status: " + n.status + "  score: " + score(n) + (n.delta != null ? " (" + pct(n.delta) + " vs parent)" : "") + "\n"
     + "technique: " + tname(n) + "\n" + "operator: " + n.operator + ", generation " + n.generation
-    + (n.parent ? ", parent " + n.parent : "");
+    + (n.parent ? ", parent " + n.parent : "") + (n.basis ? "\ncommit basis: " + n.basis : "");
 }
 
 // ---- the side panel
@@ -99,6 +104,7 @@ function open(id){
   h.push("<p class='small muted wrap'>operator " + esc(n.operator) + " · generation " + esc(n.generation) + " · parent "
     + esc(n.parent || "-") + " · " + esc(n.device) + ", suite " + esc(n.suite) + (n.interpreter ? " (" + esc(D.interpreter_note) + ")" : "")
     + " · " + esc(n.time) + (n.wall_s ? " · evaluated in " + n.wall_s.toFixed(1) + " s" : "") + "<br>sha256 " + esc(n.sha256) + "</p>");
+  if (n.basis) h.push("<p class='wrap'><b>commit basis:</b> " + esc(n.basis) + (n.interpreter ? " <span class='muted'>(interpreter timings are informational)</span>" : "") + "</p>");
   if (n.reason || n.message || n.note) h.push("<p class='wrap'><b>decision:</b> " + esc(n.reason) + (n.message ? "<br><b>message:</b> " + esc(n.message) : "") + (n.note ? "<br>" + esc(n.note) : "") + "</p>");
   if (t.expected) h.push("<p class='wrap'><b>expected:</b> " + esc(t.expected) + "</p>");
   if (t.why) h.push("<p class='wrap'><b>why:</b> " + esc(t.why) + "</p>");

@@ -100,6 +100,7 @@ def evolve(
     # In a terminal: a live panel. Piped or redirected: one plain line per event, as it happens.
     # Either way the same lines go to .avo/evolve/<run>/progress.log.
     display = Progress(plain=not console.is_terminal, log_dir=resolved.state_file.parent)
+    display.basis, display.problem = commit_basis_line(resolved), resolved.problem_path
     unsubscribe = live.subscribe(display.on_event)
     _say_git_commits(resolved)
     try:
@@ -122,6 +123,11 @@ def evolve(
     best = (f"best v{summary.best_version}: {tflops(summary.best_geomean, interp)} {unit_label(interp)} geomean"
             + (f", {summary.best_ratio_cudnn:.3f}x cuDNN" if summary.best_ratio_cudnn else "")
             if summary.best_version is not None else "no version yet")
+    modelled = display.best_modelled() if interp else None
+    if modelled is not None:  # the CPU lineage's best is the cost model's; its timings are informational
+        v = modelled[0]
+        best = (f"best by the cost model v{v.number}: {modelled[1]:.1f} modelled H100 TFLOPS (its interpreter "
+                f"geomean, {tflops(v.geomean, True)} {unit_label(True)}, is informational)")
     if not display.plain:
         console.print()
     state = "finished" if summary.finished else "stopped early; run `avo evolve` again to resume"
@@ -176,6 +182,13 @@ def serve(
 
 
 # ---------------------------------------------------------------- the live display
+def commit_basis_line(resolved) -> str:
+    """What this run's lineage commits on (avo.commit_rule), said once at the start."""
+    from avo.cost_basis import basis_line
+
+    return basis_line(resolved.device, resolved.problem_path, resolved.cfg.lineage.require_confirm_cuda)
+
+
 def _say_git_commits(resolved) -> None:
     """Once per run: promotions are also git commits in this checkout (lineage.git_commit)."""
     from avo.git_commit import should_git_commit
@@ -210,6 +223,8 @@ class Progress:
         self.recent: list[str] = []
         self.t0 = time.monotonic()
         self.note = ""
+        self.basis = ""  # what the lineage commits on (commit_basis_line); said once at the start
+        self.problem = None  # the problem module's path, for the CPU lineage's modelled best
 
     @contextmanager
     def screen_for(self, console: Console):
@@ -237,6 +252,7 @@ class Progress:
             self.committed += bool(data.get("committed"))
             verdict = f"committed v{data['version']}" if data.get("committed") else data["status"]
             self.recent.append(f"g{data['generation']} slot {data['slot']} {data['technique']}: {verdict}"
+                               + basis_figure(data)
                                + (f" ({data.get('detail', '')[:200]})" if not data.get("committed") else ""))
         elif kind in ("warning", "stopping"):
             self.recent.append(data.get("message") or data.get("reason", ""))
@@ -247,6 +263,8 @@ class Progress:
         line = self.line(kind, data)
         if line:
             self._write(line)
+        if kind == "start":
+            self._write(f"commits on: {self.basis_text()}")
         self.recent = self.recent[-6:]
         if self.screen is not None:
             self.screen.update(self.render())
@@ -290,6 +308,25 @@ class Progress:
             self._log.close()
             self._log = None
 
+    def basis_text(self) -> str:
+        if not self.basis:  # no command set it (e.g. a test): from the device, the default problem
+            from avo.cost_basis import basis_line
+
+            self.basis = basis_line(self.info.get("device", "cpu"))
+        return self.basis
+
+    def best_modelled(self):
+        """(version, modelled TFLOPS) of the CPU lineage's best by its commit basis, or None."""
+        lineage = self.info.get("lineage")
+        if not lineage:
+            return None
+        from avo.cost_basis import best_modelled, problem_for_lineage
+        from avo.lineage import Lineage
+        from avo.selection import comparable_versions
+
+        pool = comparable_versions(Lineage(lineage).versions(), self.info.get("device", "cpu"), self.info.get("suite"))
+        return best_modelled(pool, self.problem or problem_for_lineage(lineage))
+
     def _interp(self) -> bool:
         return self.info.get("device") == "cpu"
 
@@ -307,6 +344,7 @@ class Progress:
                              f"{info.get('device', '?')} · suite {info.get('suite', '?')} · "
                              f"population {info.get('population', '?')}")
         table.add_row("generation", f"{self.generation} ({self.index} of this run)" if self.generation else "…")
+        table.add_row("commits on", self.basis_text())
         table.add_row("candidates", f"{self.done} evaluated, {self.failed} failed, {self.committed} committed")
         table.add_row("best", self._best_text(unit_label(self._interp())))
         elapsed = time.monotonic() - self.t0
@@ -329,7 +367,24 @@ class Progress:
         pool = comparable_versions(Lineage(lineage).versions(), self.info.get("device", "cpu"), self.info.get("suite"))
         if not pool:
             return "-"
+        modelled = self.best_modelled() if self._interp() else None
+        if modelled is not None:
+            return f"v{modelled[0].number}: {modelled[1]:.1f} modelled H100 TFLOPS (interpreter timings: informational)"
         best = max(pool, key=lambda v: (v.geomean, -v.number))
         ratio = best.result.geomean_ratio_cudnn
         return (f"v{best.number}: {tflops(best.geomean, best.result.interpreter)} {unit}"
                 + (f", {ratio:.3f}x cuDNN" if ratio else ", ratio to cuDNN n/a on CPU"))
+
+
+def basis_figure(data: dict) -> str:
+    """A candidate event's commit-basis figure (flows/bookkeeping.basis_fields), e.g.
+    " [model 321.5 H100 TFLOPS]" or " [confirm 1.031x, margin 0.012]"; "" without one."""
+    basis = data.get("basis")
+    if basis == "model" and data.get("model_tflops") is not None:
+        return f" [model {data['model_tflops']:.1f} H100 TFLOPS]"
+    if basis == "confirm" and data.get("confirm_ratio") is not None:
+        margin = data.get("margin")
+        return f" [confirm {data['confirm_ratio']:.3f}x" + (f", margin {margin:.3g}]" if margin is not None else "]")
+    if basis == "geomean" and data.get("status") == "ok" and data.get("geomean"):
+        return f" [geomean {data['geomean']:.4g} TFLOPS]"
+    return ""
