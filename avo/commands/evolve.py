@@ -127,7 +127,7 @@ def evolve(
     if modelled is not None:  # the CPU lineage's best is the cost model's; its timings are informational
         v = modelled[0]
         best = (f"best by the cost model v{v.number}: {modelled[1]:.1f} modelled H100 TFLOPS (its interpreter "
-                f"geomean, {tflops(v.geomean, True)} {unit_label(True)}, is informational)")
+                f"geomean {tflops(v.geomean, True)} TFLOPS is informational)")
     if not display.plain:
         console.print()
     state = "finished" if summary.finished else "stopped early; run `avo evolve` again to resume"
