@@ -128,3 +128,11 @@ def test_a_hand_added_kernel_commits_on_its_geomean_but_a_confirmation_it_carrie
     # the search's own candidates need the confirmation
     assert not promote(lin, make_candidate("# agent\n", parent=1, operator="agent"), make_result((200.0, 200.0)),
                        CFG).decision.committed
+
+
+def test_the_evaluation_record_of_a_cpu_candidate_carries_its_modelled_figure():
+    from avo.harness import evaluate
+
+    result = evaluate(SEED_FILE, device="cpu", quick=True)  # the real judge, compile + check only
+    assert result.ok, result.message
+    assert result.model == model_for(SEED) and result.model["modelled_tflops"] > 0

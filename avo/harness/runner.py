@@ -106,6 +106,8 @@ def evaluate(
     result.wall_s = round(time.monotonic() - t0, 3)
     result.source_sha256 = sha
     result.suite, result.device, result.interpreter = suite, device, device == "cpu"
+    from avo.cost_basis import attach_model  # CPU: the commit basis, modelled from the knobs (parsed, never run)
+    attach_model(result, text, problem_path)
     return _sanity_check(result, quick)
 
 
