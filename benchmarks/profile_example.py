@@ -162,15 +162,21 @@ def write_summary(out: Path, config: str, runs: dict, sources: dict, where: str)
 
 
 def render(out: Path, config: str) -> int:
-    """summary.txt again from the profile JSONs (on any machine)."""
-    from avo.profiling import Profile, ProfileRun
+    """The profile JSONs and summary.txt again from OUT's raw ncu CSVs (on any machine,
+    e.g. after the parse changed); ptxas warnings come from the old JSONs (they are not in ncu's CSV)."""
+    from avo.profiling import Profile, ProfileRun, parse_raw_csv
 
     runs, sources = {}, {}
     for label, path in KERNELS:
         sources[label] = path.read_text()
-        if (out / f"{label}.profile.json").exists():
-            profile = Profile.from_json((out / f"{label}.profile.json").read_text())
-            runs[label] = ProfileRun(config=profile.config, profile=profile)
+        csv_path, json_path = out / f"{label}.ncu.csv", out / f"{label}.profile.json"
+        if not csv_path.exists():
+            continue
+        profile = parse_raw_csv(csv_path.read_text(), config)
+        if json_path.exists():
+            profile.ptxas_warnings = Profile.from_json(json_path.read_text()).ptxas_warnings
+        json_path.write_text(profile.to_json() + "\n")
+        runs[label] = ProfileRun(config=config, profile=profile)
     old = (out / "summary.txt").read_text().splitlines() if (out / "summary.txt").exists() else []
     where = next((ln.split(": ", 1)[1] for ln in old if ln.startswith("profiled in: ")), "see run.log")
     print(write_summary(out, config, runs, sources, where))
@@ -184,8 +190,8 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=110.0, help="seconds per ncu run at most")
     ap.add_argument("--budget", type=float, default=270.0, help="seconds for the whole script")
     ap.add_argument("--render", action="store_true",
-                    help="no profiling: rewrite OUT/summary.txt from OUT's profile JSONs (adds the agent's view "
-                         "where the GPU machine lacked langchain)")
+                    help="no profiling: rewrite OUT's profile JSONs and summary.txt from its raw ncu CSVs "
+                         "(adds the agent's view where the GPU machine lacked langchain)")
     args = ap.parse_args()
     if args.render:
         return render(Path(args.out), args.config)
