@@ -45,6 +45,16 @@ class HarnessConfig:
     # The problem module (kernel_src/<problem>/problem.py: shapes, suites, reference,
     # tolerances, knobs, seed); relative to the params file's folder.
     problem: str = "kernel_src/attention/problem.py"
+    # The evaluation cascade on a GPU (avo/cascade.py): screen a few configs, the full
+    # suite only for candidates that can still beat the best, a confirmation re-measure
+    # before a commit; cuDNN/FA2 timed once per GPU and session (avo/baseline_cache.py).
+    cascade: bool = True
+    screen_size: int | None = field(default=None, metadata={"min": 1})  # configs in the screen; None: a quarter of the suite, >= 3
+    screen_slack: float = field(default=0.03, metadata={"min": 0})  # the gate: the best's screen geomean x (1 - slack)
+    confirm_rounds: int = field(default=3, metadata={"min": 1})  # best/candidate turns in the confirmation
+    pipeline_depth: int = field(default=3, metadata={"min": 1})  # evaluations in flight per GPU (one measures)
+    baseline_drift_s: float = field(default=600.0, metadata={"min": 0})  # re-time the screen's baselines this often
+    baseline_drift_tolerance: float = field(default=0.03, metadata={"min": 0})  # beyond: re-time all baselines
 
 
 @dataclass(frozen=True)

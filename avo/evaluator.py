@@ -44,11 +44,25 @@ def yardstick_of(version) -> Yardstick | None:
                      {t.config: t.tflops for t in version.result.timings})
 
 
+def run_yardstick(lineage, population, device: str, suite: str | None) -> Yardstick | None:
+    """The best version a run's candidates are measured against: among versions measured
+    on this device and suite, those on the GPU model this run last measured on (its
+    latest attempt says which); TFLOPS from another GPU model would set the wrong gate."""
+    records = population.records() if population is not None else []
+    gpu = next((r.get("gpu") for r in reversed(records)
+                if r.get("device") == device and (suite is None or r.get("suite") == suite) and r.get("gpu")), None)
+    pool = [v for v in lineage.versions() if v.result.ok and v.result.device == device
+            and (suite is None or v.result.suite == suite) and (gpu is None or v.result.env.get("gpu") == gpu)]
+    return yardstick_of(max(pool, key=lambda v: (v.result.geomean_tflops, -v.number), default=None))
+
+
 class Evaluator:
     def __init__(self, cfg: HarnessConfig, *, device: str, suite: str, suite_configs: list[str],
-                 problem_path: Path, floor: float, cache_path: Path | None = None):
+                 problem_path: Path, floor: float, cache_path: Path | None = None,
+                 baseline_columns: tuple[str, ...] = ("cudnn", "fa2")):
         self.cfg, self.device, self.suite, self.problem_path, self.floor = cfg, device, suite, problem_path, floor
         self.suite_configs = list(suite_configs)
+        self.columns = tuple(baseline_columns)  # the problem's baselines, by record column
         self.screen = cascade.screen_configs(self.suite_configs, cfg.screen_size)
         self.cache = BaselineCache(cache_path, cfg.baseline_drift_s, cfg.baseline_drift_tolerance)
         self._gpu_locks: dict[str, threading.Lock] = {}
@@ -73,7 +87,7 @@ class Evaluator:
         with self._guard:
             warm_up = self._gpu_locks.setdefault(key, threading.Lock())
         with warm_up:  # the first judge on a GPU times its baselines; the others wait and reuse them
-            if not self.cache.has(key, self.suite_configs):
+            if not self.cache.has(key, self.suite_configs, self.columns):
                 return self._judge(source, gpu, best, evaluate, {**kw, **overrides}, recheck=())
         recheck = tuple(self.screen) if self.cache.drift_check_due(key) else ()
         return self._judge(source, gpu, best, evaluate, {**kw, **overrides}, recheck)
@@ -89,6 +103,7 @@ class Evaluator:
                         floor=self.floor, confirm_rounds=self.cfg.confirm_rounds, confirm_configs=tuple(self.screen),
                         recheck_baselines=recheck, gpu_lock=str(gpu_pool.timing_lock(gpu)))
         result = evaluate(source, **kw, stages=stages)
+        result.env["gpu_id"] = gpu  # which of this host's GPUs measured it (the judge sees only "its" GPU)
         timed = result.env.get("baselines_timed") or {}
         fresh = {c: timed[c] for c in recheck if c in timed}
         if fresh:
@@ -119,5 +134,6 @@ def evaluator_for(settings) -> Evaluator:
             _EVALUATORS[key] = Evaluator(
                 settings.cfg.harness, device=settings.device, suite=suite,
                 suite_configs=[s.name for s in problem.SUITES[suite]], problem_path=Path(settings.problem_path),
-                floor=settings.margin, cache_path=Path(settings.state_file).parent / "baselines.json")
+                floor=settings.margin, cache_path=Path(settings.state_file).parent / "baselines.json",
+                baseline_columns=tuple(getattr(problem, "BASELINES", {})))
         return _EVALUATORS[key]

@@ -176,6 +176,10 @@ def attempt_record(candidate, result, decision, measured: dict | None = None) ->
         # for the evolution-tree page (avo.tree): evaluation time and the harness log's end
         "wall_s": round(result.wall_s, 3) if isinstance(result.wall_s, (int, float)) else None,
         "log_tail": (result.log_tail or "")[-ATTEMPT_LOG_CHARS:],
+        # the evaluation cascade: how far it went, what the GPU cost, where and when it measured
+        "stage": (result.cascade or {}).get("stage"), "stopped": (result.cascade or {}).get("stopped") or "",
+        "confirm_ratio": (result.confirm or {}).get("ratio"), "gpu_s": round(result.gpu_s, 3),
+        "gpu_id": result.env.get("gpu_id"), "gpu_held": result.env.get("gpu_held") or [],
         **model_cost(candidate.meta),
     }
 

@@ -146,7 +146,7 @@ def main() -> int:
     ap.add_argument("--n-off", type=int, default=6)
     ap.add_argument("--onoff-wall", type=float, default=270.0)
     ap.add_argument("--scale-wall", type=float, default=75.0)
-    ap.add_argument("--depth", type=int, default=2)
+    ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--background", default="", help="a shell command run on the 4th GPU during onoff")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

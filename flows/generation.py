@@ -25,7 +25,7 @@ from prefect.futures import as_completed
 
 from avo import gpu_pool, live
 from avo.candidate import Candidate
-from avo.evaluator import Yardstick, evaluator_for, yardstick_of
+from avo.evaluator import Yardstick, evaluator_for, run_yardstick
 from avo.evolution import Settings, current_directions
 from avo.harness import evaluate as harness_evaluate  # tests swap this for a fake
 from avo.lineage import Lineage
@@ -133,7 +133,7 @@ def generation(settings: Settings, state: RunState, operator, tracker=None) -> G
     population = Population.of(lineage)
     contexts = select(settings, state, lineage, population)
     proposals = [vary.submit(operator, ctx) for ctx in contexts]
-    best = yardstick_of(lineage.best())  # what the cascade screens and confirms against
+    best = run_yardstick(lineage, population, settings.device, settings.suite)  # the cascade's yardstick
     evaluations = [evaluate.submit(p, ctx.slot, settings, population, best) for p, ctx in zip(proposals, contexts)]
     index = {future.task_run_id: i for i, future in enumerate(evaluations)}
     for future in as_completed(evaluations):

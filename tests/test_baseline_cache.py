@@ -60,3 +60,10 @@ def test_a_torn_file_starts_an_empty_cache(tmp_path):
     path = tmp_path / "b.json"
     path.write_text("{not json")
     assert BaselineCache(path).rows("g") == {}
+
+
+def test_configs_count_as_cached_by_the_problems_own_columns():
+    cache = BaselineCache(None)
+    cache.add("g", {"a": {"cudnn": rows(1.0)["a"]["cudnn"]}})
+    assert cache.has("g", ["a"], columns=("cudnn",)) and not cache.has("g", ["a"])
+    assert cache.has("g", ["zzz"], columns=())  # no library baselines: nothing to wait for

@@ -104,3 +104,25 @@ def test_without_the_cascade_or_on_a_cpu_the_judge_gets_no_stages(tmp_path):
     assert fake.calls[-1]["stages"] is None and fake.calls[-1]["gpu"] is None
     make(tmp_path).judge("k", "0", BEST, fake, quick=True)  # the agent's quick check: no cascade
     assert fake.calls[-1]["stages"] is None and fake.calls[-1]["quick"] is True
+
+
+def test_the_yardstick_is_the_best_version_on_the_gpu_model_the_run_measures_on(tmp_path):
+    from avo.evaluator import run_yardstick
+    from avo.population import Population
+
+    class V:
+        def __init__(self, number, gpu, tflops, suite="mha"):
+            self.number, self.source = number, f"# v{number}\n"
+            self.result = EvalResult(status="ok", device="cuda", suite=suite, env={"gpu": gpu},
+                                     checks=[CaseCheck("s", "bf16", 1, "check", 0.0, 0.0, True)],
+                                     timings=[ConfigTiming("c0", 1.0, tflops)])
+
+    class L:
+        def versions(self):
+            return [V(3, "H100", 500.0), V(4, "H100", 620.0), V(5, "H200", 610.0), V(6, "H100", 900.0, "avo")]
+
+    on_h200 = Population.from_records([{"device": "cuda", "suite": "mha", "gpu": "H200", "generation": 1}])
+    assert run_yardstick(L(), on_h200, "cuda", "mha").version == 5
+    on_h100 = Population.from_records([{"device": "cuda", "suite": "mha", "gpu": "H100", "generation": 1}])
+    assert run_yardstick(L(), on_h100, "cuda", "mha").version == 4
+    assert run_yardstick(L(), Population.from_records([]), "cuda", "mha").version == 4  # nothing measured yet

@@ -54,6 +54,7 @@ ARENA_BYTES = {"cuda": 16 * 2**30, "cpu": 512 * 2**20}
 COMPILE_TIMEOUT_S = {"cuda": 120.0, "cpu": 120.0}  # a shape's first batch: compiling and autotuning
 WATCHDOG_FACTOR, WATCHDOG_FLOOR_S = 50.0, {"cuda": 10.0, "cpu": 60.0}
 HELD_OUT = {"cuda": 2, "cpu": 1}
+QUICK_CHECKS = 3  # check shapes in a quick check (and before the cascade's screen)
 OVERFIT_RATIO = 1.2  # suite / held-out ratio-to-cuDNN above this flags the candidate as overfit
 BASELINES = ("cudnn", "fa2")
 
@@ -85,28 +86,30 @@ class Judge:
         try:
             suite = [] if self.quick else self.suite_shapes()
             timed = suite + ([] if self.quick else self.held_out_shapes())
+            screening = bool(timed and self.job.get("screen"))
             self.arena = arena_mod.create(self.device, self.arena_bytes(timed))
             baselines = {}
-            if timed and self.device == "cuda":
-                with self.stage("baselines"), self.gpu_lock():
-                    baselines = self.baselines_for(timed)
+            if timed and self.device == "cuda":  # a screened candidate's held-out shapes: if it passes the gate
+                with self.stage("baselines"):
+                    baselines = self.baselines_for(suite if screening else timed)
+            self.baselines = baselines
             with self.stage("load"):
                 host = self.start(self.job["candidate_path"], calls.entry(self.problem), "load", self.workdir)
             self.result.sandbox = host.level
             with self.stage("compile"):  # outside the GPU lock: compiling overlaps another candidate's timing
                 self.compile(host)
             with self.gpu_lock():
-                with self.stage("check"):
-                    self.check(host, "check", self.seeds[1])
+                with self.stage("check"):  # a screened candidate is checked in full only if it passes the gate
+                    self.check(host, "check", self.seeds[1], QUICK_CHECKS if screening else None)
                 if timed:
-                    self.cascade(host, suite, timed, baselines)
+                    host = self.cascade(host, suite, timed, baselines)
                 with self.stage("finish"):
                     self.finish(host)
-                if self.confirmation_due():
-                    host.kill()  # its process (and any work it left) ends before the best is timed
-                    host = None
-                    with self.stage("confirm"):
-                        self.confirm(suite)
+            if self.confirmation_due():
+                host.kill()  # its process (and any work it left) ends before the best is timed
+                host = None
+                with self.stage("confirm"):
+                    self.confirm(suite)
         except Verdict as v:
             self.result.status, self.result.message = v.status, v.message
         except RunnerFailed as e:
@@ -119,8 +122,9 @@ class Judge:
         self.result.wall_s = clock() - t0
         return self.result
 
-    def cascade(self, host: Host, suite: list, timed: list, baselines: dict) -> None:
-        """screen -> (gate) -> full -> recheck; the screen's rows count in the full suite."""
+    def cascade(self, host: Host, suite: list, timed: list, baselines: dict) -> Host:
+        """screen -> (gate) -> full -> recheck; the screen's rows count in the full suite.
+        Returns the candidate's runner (a new one when held-out baselines had to be timed)."""
         names = set(self.job.get("screen") or [])
         screen = [s for s in suite if s.name in names]
         gate = self.job.get("gate_tflops")
@@ -132,7 +136,16 @@ class Judge:
             passed, why = cascade.passes_gate([t.tflops for t in self.result.timings], gate)
             if not passed:
                 self.result.cascade["stopped"] = why
-                return
+                return host
+            uncached = [s for s in timed if s not in suite and (s.name, "cudnn") not in baselines]
+            if uncached and self.device == "cuda":  # baselines are only timed while no candidate runs
+                host.kill()
+                with self.stage("baselines"):
+                    baselines.update(self.baselines_for(uncached))
+                with self.stage("load"):  # the same work directory: its Triton cache is still there
+                    host = self.start(self.job["candidate_path"], calls.entry(self.problem), "reload", self.workdir)
+            with self.stage("check"):
+                self.check(host, "check", self.seeds[4], -QUICK_CHECKS)  # the check shapes the quick check left
         self.result.cascade["stage"] = "full"
         with self.stage("full"):
             self.time_all(host, [s for s in timed if s not in screen], baselines)
@@ -141,6 +154,7 @@ class Judge:
             self.check(host, "recheck", self.seeds[2])
             for shape in suite:
                 self.verified_batch(host, shape, 1, "recheck/timed", full=True, vary=False)
+        return host
 
     def start(self, path, entry: str, what: str, workdir: Path | None = None) -> Host:
         """A runner for `path` in its own sandbox. Each kernel gets a work directory of
@@ -157,10 +171,12 @@ class Judge:
             raise Verdict("compile_error", f"{what}: {reply['error']}")
         return host
 
-    def compile(self, host: Host) -> None:
+    def compile(self, host: Host, shapes: list | None = None) -> None:
+        """One small call per variant of `shapes` (default: every check and suite shape)."""
         t0 = clock()
         wrong = None  # a variant that runs but is wrong: reported after every variant has compiled
-        for shape in self.problem.compile_shapes(self.check_shapes() + self.suite_shapes()):  # one per variant
+        shapes = self.check_shapes() + self.suite_shapes() if shapes is None else shapes
+        for shape in self.problem.compile_shapes(shapes):  # one per variant
             try:
                 self.verified_batch(host, shape, 1, "compile", full=True, vary=False,
                                     timeout_s=COMPILE_TIMEOUT_S[self.device])
@@ -172,9 +188,12 @@ class Judge:
             raise wrong
         self.result.compile_stats = {"compile_s": round(clock() - t0, 3)}
 
-    def check(self, host: Host, phase: str, seed: int) -> None:
+    def check(self, host: Host, phase: str, seed: int, part: int | None = None) -> None:
+        """Every check shape; part n > 0: the first n only, n < 0: all but the first -n."""
         rng = random.Random(seed)
-        shapes = self.check_shapes()[:3] if self.quick else self.check_shapes()
+        part = QUICK_CHECKS if self.quick and part is None else part
+        shapes = self.check_shapes()
+        shapes = shapes if part is None else shapes[:part] if part > 0 else shapes[-part:]
         for shape in shapes:
             # two calls on the same arena addresses with new values: replays by address or shape are wrong
             self.verified_batch(host, shape, 2, phase, full=True, vary=True, rng=rng)
@@ -217,12 +236,14 @@ class Judge:
         timed now — before the candidate's runner exists — where it has not."""
         cached = self.job.get("baselines") or {}
         recheck = set(self.job.get("recheck_baselines") or [])  # the cache's drift check: timed again
+        columns = list(calls.baselines(self.problem))  # the problem's record columns (attention: cudnn, fa2)
         out = {(name, backend): ConfigTiming(**row) for name, rows in cached.items()
-               for backend, row in rows.items() if backend in BASELINES and name not in recheck}
-        missing = [s for s in timed if not all((s.name, b) in out for b in BASELINES)]
+               for backend, row in rows.items() if backend in columns and name not in recheck}
+        missing = [s for s in timed if not all((s.name, b) in out for b in columns)]
         self.result.env["baselines_cached"] = len({n for n, _ in out if n in {s.name for s in timed}})
         if missing:
-            out.update(self.time_baselines(missing))
+            with self.gpu_lock():  # only timing needs the GPU to itself
+                out.update(self.time_baselines(missing))
         return out
 
     def time_baselines(self, timed: list) -> dict:
@@ -265,6 +286,11 @@ class Judge:
             raise Verdict("rejected", problem)
 
     # ------------------------------------------------------------ confirm
+    def estimate(self, shape) -> float | None:
+        """cuDNN's seconds per call on `shape` (sizes a batch without probe calls), if timed."""
+        row = getattr(self, "baselines", {}).get((shape.name, "cudnn"))
+        return row.ms / 1e3 if row else None
+
     def confirmation_due(self) -> bool:
         job = self.job.get("confirm") or {}
         if not job or self.result.cascade.get("stopped") or self.result.status != "ok" or self.result.flags:
@@ -285,14 +311,21 @@ class Judge:
         kernels = {"best": (best_dir / "best.py", best_dir),
                    "candidate": (Path(self.job["candidate_path"]), self.workdir)}
         ms = {"best": [], "candidate": []}
+        own_checks, own_stats = len(self.result.checks), dict(self.result.compile_stats)
         for _ in range(int(job.get("rounds", 3))):
             for who in ("best", "candidate"):
                 path, workdir = kernels[who]
                 host = self.start(path, calls.entry(self.problem), f"confirm ({who})", workdir)
                 try:
-                    ms[who].append([self.time_shape(host, s, None).ms for s in shapes])
+                    self.compile(host, shapes)  # outside the GPU lock, as a candidate's compile
+                    with self.gpu_lock():
+                        ms[who].append([self.time_shape(host, s, self.estimate(s)).ms for s in shapes])
                 finally:
                     host.kill()
+                if who == "best":  # the best's verification records are not the candidate's
+                    del self.result.checks[own_checks:]
+            own_checks = len(self.result.checks)
+        self.result.compile_stats = own_stats
         found = cascade.summarise_confirmation(ms["best"], ms["candidate"])
         self.result.confirm = {"best_version": job.get("version"), "best_sha256": job.get("sha256", ""),
                                "rounds": len(ms["best"]), "configs": [s.name for s in shapes], **found.to_dict(),

@@ -4,7 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from avo.harness.judge import QUICK_CHECKS
 from avo.harness.runner import Stages, evaluate
+from avo.problem import DEFAULT_PROBLEM, load_problem
+
+problem = load_problem(Path(DEFAULT_PROBLEM))
 
 SEED = Path("kernel_src/attention/seeds/fa2.py").read_text()
 SCREEN = ("mha b1 s128 d64 full fp16",)
@@ -19,6 +23,8 @@ def test_a_candidate_below_the_gate_stops_after_the_screen():
     assert "full" not in r.env["stage_s"] and "recheck" not in r.env["stage_s"]
     assert r.confirm == {}
     assert r.env["kernel_s"] > 0
+    # a quick check before the screen; the other check shapes only for candidates past the gate
+    assert len([c for c in r.checks if c.phase == "check"]) == QUICK_CHECKS
     # the GPU lock was taken once, for check + screen, and released
     (start, end), = r.env["gpu_held"]
     assert end > start and "gpu_wait" in r.env["stage_s"]
@@ -32,6 +38,8 @@ def test_a_candidate_that_beats_the_best_is_confirmed_in_turns_with_it():
     assert r.status == "ok", r.message
     assert r.cascade["stage"] == "full" and not r.cascade["stopped"]
     assert len(r.timings) == 2 and len(r.heldout) == 1  # the screen's row counts in the full suite
+    checked = [c for c in r.checks if c.phase == "check"]
+    assert len(checked) == len(problem.check_shapes("cpu")) > QUICK_CHECKS  # past the gate: every check shape
     c = r.confirm
     assert c["best_version"] == 3 and c["rounds"] == 2 and c["configs"] == list(SCREEN)
     assert len(c["best_ms"]) == len(c["candidate_ms"]) == 2 and all(len(x) == 1 for x in c["best_ms"])
