@@ -161,3 +161,14 @@ def best_modelled(versions: list, problem_path: str | Path = DEFAULT_PROBLEM) ->
         return None
     figure, _, v = max(scored, key=lambda t: t[:2])
     return v, figure
+
+
+def modelled_score(problem_path: str | Path = DEFAULT_PROBLEM):
+    """version -> its modelled figure (its record's, else modelled from its source; 0
+    without one): how a CPU run ranks versions, e.g. to choose parents."""
+    def score(v) -> float:
+        figure = (v.result.model or {}).get("modelled_tflops")
+        if figure is None:
+            figure = model_for(v.source, problem_path).get("modelled_tflops")
+        return float(figure or 0.0)
+    return score

@@ -11,7 +11,7 @@ Plain Python.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import Callable, Sequence
 
 from avo.lineage import Version
 
@@ -23,15 +23,19 @@ def comparable_versions(versions: Sequence[Version], device: str, suite: str | N
 
 
 def select_parents(versions: Sequence[Version], n: int, rng: random.Random,
-                   device: str = "cpu", suite: str | None = None, diverse: int = 3) -> list[int]:
+                   device: str = "cpu", suite: str | None = None, diverse: int = 3,
+                   score: Callable[[Version], float] | None = None) -> list[int]:
     """Version numbers for n slots: slot 0 (and half of all slots) the best,
-    the rest drawn from the next `diverse` versions by geomean."""
+    the rest drawn from the next `diverse` versions, ranked by `score` (default:
+    geomean; on a CPU the commit basis, the modelled figure, since interpreter
+    timings are noise)."""
     if not versions:
         raise ValueError("the lineage is empty: evaluate and commit the seed first")
     pool = comparable_versions(versions, device, suite)
     if not pool:
         return [versions[-1].number] * n
-    ranked = sorted(pool, key=lambda v: (-v.geomean, v.number))
+    score = score or (lambda v: v.geomean)
+    ranked = sorted(pool, key=lambda v: (-score(v), v.number))
     best, others = ranked[0], ranked[1:1 + diverse]
     n_best = (n + 1) // 2
     parents = [best.number] * n_best

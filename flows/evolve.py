@@ -56,7 +56,7 @@ def seed(settings: Settings) -> int:
     if result is None:
         raise RuntimeError("stopped before the seed was evaluated")
     promotion = promote(Lineage(settings.lineage_root), candidate, result, settings.cfg.lineage,
-                        note=f"seed: {settings.seed_path.name}")
+                        note=f"seed: {settings.seed_path.name}", problem=settings.problem_path)
     live.emit("seed", geomean=result.geomean_tflops, status=result.status)
     return promotion.decision.version
 

@@ -2,14 +2,13 @@
 
     select    parents for the generation's open slots (avo.selection), one context each
     vary      the operator proposes a candidate per slot; all slots at once (CPU, LLM calls)
-    evaluate  source in, record out: the evaluation cascade (avo.evaluator) on a leased
-              device slot; a source the population already judged is not judged again. It
-              never reads the lineage: it is the task sent to remote workers (Dask)
+    evaluate  source in, record out: the cascade (avo.evaluator) on a leased device slot, never
+              twice for one source; it never reads the lineage (it is what remote workers run)
     commit    the commit rule, the lineage, git (avo.promotion.promote)
     log       the candidate's MLflow run (avo.promotion.log; a broken store only warns)
 
-Evaluations start as soon as their proposal exists; after each slot, flows/bookkeeping.py saves
-the run's journal (what makes a killed run resumable) and reports progress.
+Evaluations start as soon as their proposal exists; after each slot flows/bookkeeping.py saves the
+journal (what makes a killed run resumable) and reports progress.
 """
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ from prefect.futures import as_completed
 
 from avo import gpu_pool, live
 from avo.candidate import Candidate
+from avo.cost_basis import modelled_score
 from avo.evaluator import Yardstick, evaluator_for, run_yardstick
 from avo.evolution import Settings, current_directions
 from avo.harness import evaluate as harness_evaluate  # tests swap this for a fake
@@ -67,7 +67,8 @@ Outcome = Evaluated | Duplicate | NotRun
 def select(settings: Settings, state: RunState, lineage: Lineage, population: Population) -> list[VaryContext]:
     versions = lineage.versions()
     rng = random.Random(f"{settings.cfg.evolve.seed}:{state.generation}")
-    parents = select_parents(versions, settings.population, rng, settings.device, settings.suite)
+    score = modelled_score(settings.problem_path) if settings.device == "cpu" else None  # CPU: the commit basis
+    parents = select_parents(versions, settings.population, rng, settings.device, settings.suite, score=score)
     by_number = {v.number: v for v in versions}
     summary, attempts = lineage.summary(), population.summary()
     directions = current_directions(settings, state.directions)
@@ -86,12 +87,10 @@ def vary(operator, ctx: VaryContext) -> Candidate:
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate(candidate: Candidate, slot: int, settings: Settings, population: Population,
              best: Yardstick | None = None) -> Outcome:
-    # `population` is the flow's own object on threads (commit adds to it as slots finish);
-    # a remote worker gets the copy made at submit time: it misses only this generation's
+    # `population`: the flow's own object on threads; a remote worker's copy misses only this generation
     seen = population.tried(candidate.sha256, settings.device, settings.suite)
     if seen is not None:
-        return Duplicate(slot, candidate, f"duplicate: this source was evaluated in generation "
-                                          f"{seen.generation} ({seen.status})")
+        return Duplicate(slot, candidate, f"duplicate: evaluated in generation {seen.generation} ({seen.status})")
     result, device_slot = judge(candidate.source, settings, best=best)
     if result is None:
         return NotRun(slot, candidate)
@@ -112,7 +111,7 @@ def judge(source: str, settings: Settings, stoppable: bool = True, best: Yardsti
 
 @task(name="commit", cache_policy=NO_CACHE)
 def commit(outcome: Evaluated, settings: Settings, lineage: Lineage, population: Population) -> Promotion:
-    promotion = promote(lineage, outcome.candidate, outcome.result, settings.cfg.lineage)
+    promotion = promote(lineage, outcome.candidate, outcome.result, settings.cfg.lineage, problem=settings.problem_path)
     population.add(attempt_record(outcome.candidate, outcome.result, promotion.decision))  # later slots see it
     return promotion
 

@@ -39,3 +39,27 @@ def test_empty_lineage_is_an_error():
 
     with pytest.raises(ValueError):
         select_parents([], 2, random.Random(0))
+
+
+def test_a_cpu_run_ranks_parents_by_the_commit_basis_not_by_interpreter_noise():
+    import random as _random
+
+    from avo.selection import select_parents
+
+    class V:
+        def __init__(self, number, geomean, modelled):
+            from avo.records import CaseCheck, ConfigTiming, EvalResult
+
+            self.number, self.geomean, self.source = number, geomean, ""
+            self.result = EvalResult(status="ok", device="cpu", interpreter=True, suite="cpu",
+                                     checks=[CaseCheck("s", "fp16", 1, "check", 0.0, 0.0, True)],
+                                     timings=[ConfigTiming("c", 1.0, geomean)],
+                                     model={"modelled_tflops": modelled, "model": "m"})
+
+    noisy_outlier, modelled_best = V(3, 9e-4, 300.0), V(2, 3e-4, 400.0)
+    from avo.cost_basis import modelled_score
+
+    picks = select_parents([V(0, 1e-4, 100.0), modelled_best, noisy_outlier], 1, _random.Random(0), "cpu", "cpu",
+                           score=modelled_score())
+    assert picks == [2]
+    assert select_parents([V(0, 1e-4, 100.0), modelled_best, noisy_outlier], 1, _random.Random(0), "cpu", "cpu") == [3]
