@@ -1,0 +1,183 @@
+"""The judge's cascade stages (avo/cascade.py decides; this measures), kept apart from
+judge.py's per-call machinery for length: screen -> gate -> full -> recheck, the
+baseline cache and the baselines' own timing, the confirmation re-measure, the
+per-GPU lock, and the stage clock. `Judge` (judge.py) mixes these in; they use its
+start / compile / check / time_all / time_shape / verified_batch.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from avo import cascade
+from avo.harness import calls
+from avo.harness.calls import Verdict
+from avo.harness.host import Host, RunnerFailed, clock
+from avo.records import ConfigTiming
+
+QUICK_CHECKS = 3  # check shapes in a quick check (and before the cascade's screen)
+
+
+class CascadeStages:
+    def cascade(self, host: Host, suite: list, timed: list, baselines: dict) -> Host:
+        """screen -> (gate) -> full -> recheck; the screen's rows count in the full suite.
+        Returns the candidate's runner (a new one when held-out baselines had to be timed)."""
+        names = set(self.job.get("screen") or [])
+        screen = [s for s in suite if s.name in names]
+        gate = self.job.get("gate_tflops")
+        self.result.cascade = {"stage": "screen" if screen else "full", "stopped": "", "gate_tflops": gate,
+                               "screen": [s.name for s in screen]}
+        if screen:
+            with self.stage("screen"):
+                self.time_all(host, screen, baselines)
+            passed, why = cascade.passes_gate([t.tflops for t in self.result.timings], gate)
+            if not passed:
+                self.result.cascade["stopped"] = why
+                return host
+            uncached = [s for s in timed if s not in suite and (s.name, "cudnn") not in baselines]
+            if uncached and self.device == "cuda":  # baselines are only timed while no candidate runs
+                host.kill()
+                with self.stage("baselines"):
+                    baselines.update(self.baselines_for(uncached))
+                with self.stage("load"):  # the same work directory: its Triton cache is still there
+                    host = self.start(self.job["candidate_path"], calls.entry(self.problem), "reload", self.workdir)
+            with self.stage("check"):
+                self.check(host, "check", self.seeds[4], -QUICK_CHECKS)  # the check shapes the quick check left
+        self.result.cascade["stage"] = "full"
+        with self.stage("full"):
+            self.time_all(host, [s for s in timed if s not in screen], baselines)
+        self.flag_overfit()
+        with self.stage("recheck"):
+            self.check(host, "recheck", self.seeds[2])
+            for shape in suite:
+                self.verified_batch(host, shape, 1, "recheck/timed", full=True, vary=False)
+        return host
+
+
+    def baselines_for(self, timed: list) -> dict:
+        """(config, backend) -> ConfigTiming: the orchestrator's cache (timed by this
+        judge's code in an earlier baselines job on this GPU) where it has the config,
+        timed now — before the candidate's runner exists — where it has not."""
+        cached = self.job.get("baselines") or {}
+        recheck = set(self.job.get("recheck_baselines") or [])  # the cache's drift check: timed again
+        columns = list(calls.baselines(self.problem))  # the problem's record columns (attention: cudnn, fa2)
+        out = {(name, backend): ConfigTiming(**row) for name, rows in cached.items()
+               for backend, row in rows.items() if backend in columns and name not in recheck}
+        missing = [s for s in timed if not all((s.name, b) in out for b in columns)]
+        self.result.env["baselines_cached"] = len({n for n, _ in out if n in {s.name for s in timed}})
+        if missing:
+            with self.gpu_lock():  # only timing needs the GPU to itself
+                out.update(self.time_baselines(missing))
+        return out
+
+    def time_baselines(self, timed: list) -> dict:
+        """(config, backend) -> ConfigTiming, timed exactly as candidates are; also kept in
+        the record (env.baselines_timed) for the orchestrator's cache."""
+        out, errors = {}, {}
+        candidate_checks = len(self.result.checks)  # the baselines' own verifications are not the candidate's
+        self.result.env["baseline_labels"] = calls.baseline_labels(self.problem)  # what each column holds
+        for name, (path, entry) in calls.baselines(self.problem).items():  # the problem's, by record column
+            try:
+                host = self.start(path, entry, f"baseline {name}")
+            except (Verdict, RunnerFailed) as e:
+                errors[name] = e.message
+                continue
+            try:
+                for shape in timed:
+                    try:
+                        out[(shape.name, name)] = self.time_shape(host, shape, None)
+                    except Verdict as e:
+                        errors[f"{name} {shape.name}"] = e.message
+            except RunnerFailed as e:
+                errors[name] = e.message
+            finally:
+                host.kill()
+        del self.result.checks[candidate_checks:]
+        if errors:
+            self.result.env["baseline_errors"] = errors
+        timed_rows = self.result.env.setdefault("baselines_timed", {})
+        for (config, backend), row in out.items():
+            timed_rows.setdefault(config, {})[backend] = {k: getattr(row, k) for k in ("config", "ms", "tflops",
+                                                                                        "calls", "spread")}
+        return out
+
+
+    def estimate(self, shape) -> float | None:
+        """cuDNN's seconds per call on `shape` (sizes a batch without probe calls), if timed."""
+        row = getattr(self, "baselines", {}).get((shape.name, "cudnn"))
+        return row.ms / 1e3 if row else None
+
+    def confirmation_due(self) -> bool:
+        job = self.job.get("confirm") or {}
+        if not job or self.result.cascade.get("stopped") or self.result.status != "ok" or self.result.flags:
+            return False
+        from avo.records import geomean
+        return cascade.confirmation_due(geomean([t.tflops for t in self.result.timings]),
+                                        job.get("best_geomean"), float(job.get("floor", 0.0)))
+
+    def confirm(self, suite: list) -> None:
+        """The best and the candidate re-measured in turns on this GPU, each in a fresh
+        runner of its own (so neither's leftover work can run while the other is timed),
+        best first in every round; every call verified as in the suite."""
+        job = self.job["confirm"]
+        names = set(job["configs"])
+        shapes = [s for s in suite if s.name in names]
+        best_dir = Path(tempfile.mkdtemp(prefix="avo-best-", dir=self.workdir.parent))  # its own Triton cache,
+        (best_dir / "best.py").write_text(Path(job["path"]).read_text())                 # out of the candidate's reach
+        kernels = {"best": (best_dir / "best.py", best_dir),
+                   "candidate": (Path(self.job["candidate_path"]), self.workdir)}
+        ms = {"best": [], "candidate": []}
+        own_checks, own_stats = len(self.result.checks), dict(self.result.compile_stats)
+        for _ in range(int(job.get("rounds", 3))):
+            for who in ("best", "candidate"):
+                path, workdir = kernels[who]
+                host = self.start(path, calls.entry(self.problem), f"confirm ({who})", workdir)
+                try:
+                    self.compile(host, shapes)  # outside the GPU lock, as a candidate's compile
+                    with self.gpu_lock():
+                        ms[who].append([self.time_shape(host, s, self.estimate(s)).ms for s in shapes])
+                finally:
+                    host.kill()
+                if who == "best":  # the best's verification records are not the candidate's
+                    del self.result.checks[own_checks:]
+            own_checks = len(self.result.checks)
+        self.result.compile_stats = own_stats
+        found = cascade.summarise_confirmation(ms["best"], ms["candidate"])
+        self.result.confirm = {"best_version": job.get("version"), "best_sha256": job.get("sha256", ""),
+                               "rounds": len(ms["best"]), "configs": [s.name for s in shapes], **found.to_dict(),
+                               "best_ms": ms["best"], "candidate_ms": ms["candidate"]}
+
+    @contextmanager
+    def stage(self, name: str):
+        t0 = clock()
+        try:
+            yield
+        finally:
+            self.stage_s[name] = self.stage_s.get(name, 0.0) + clock() - t0
+
+    @contextmanager
+    def gpu_lock(self):
+        """This GPU to this judge alone while it checks and times (job.gpu_lock: a per-GPU
+        lock file shared by the judges the orchestrator runs on this GPU). Loading and
+        compiling happen outside it, overlapping another candidate's timing."""
+        path = self.job.get("gpu_lock")
+        if not path:
+            yield
+            return
+        t0 = clock()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        held = []
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.stage_s["gpu_wait"] = self.stage_s.get("gpu_wait", 0.0) + clock() - t0
+            held.append(time.monotonic())  # system-wide clock: the benchmark checks no two judges overlap
+            yield
+        finally:
+            if held:
+                self.result.env.setdefault("gpu_held", []).append([round(held[0], 4), round(time.monotonic(), 4)])
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
