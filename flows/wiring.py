@@ -107,7 +107,7 @@ class AgentSupervisor:
                 from agents.models import ModelSpec
 
                 spec = ModelSpec.from_config(self.settings.cfg.agent)
-            out = maybe_supervise(lineage, generation=generation,
+            out = maybe_supervise(lineage, generation=generation, problem=self.settings.problem_path,
                                   patience=self.settings.cfg.evolve.stagnation_generations, spec=spec)
         except Exception as e:  # noqa: BLE001
             print(f"avo: warning: the supervisor failed ({type(e).__name__}: {e}); continuing without it",

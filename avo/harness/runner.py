@@ -89,7 +89,7 @@ def evaluate(
 
     # -- stage 0: static checks, in this process (the source is only parsed)
     try:
-        violations = check_source(text)
+        violations = check_source(text, problem_mod)  # the contract of this run's problem (its entry point)
     except SourceError as e:
         return EvalResult(status="compile_error", message=str(e), **base)
     if violations and static_checks:

@@ -97,3 +97,15 @@ def test_bench_user_mistakes_get_one_line_and_exit_2(args, fragment):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and fragment in res.output
     assert "Traceback" not in res.output
+
+
+def test_the_static_check_holds_a_kernel_to_its_own_problems_entry_point():
+    """An RMSNorm kernel judged as an attention candidate stops at the contract check,
+    before any process starts (the entry point of another loaded problem does not count)."""
+    from pathlib import Path
+
+    from avo.harness import evaluate
+
+    rmsnorm = Path("kernel_src/rmsnorm/seeds/rowwise.py").read_text()
+    r = evaluate(rmsnorm, device="cpu")
+    assert r.status == "compile_error" and "attention" in r.message and r.wall_s < 5
