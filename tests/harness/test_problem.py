@@ -88,3 +88,17 @@ def test_reference_matches_textbook_attention_including_gqa_and_chunking(causal,
     assert torch.allclose(got, want, atol=1e-10)
     # the default scale is 1/sqrt(D)
     assert torch.allclose(P.reference(q, k, v, causal), naive_attention(q, k, v, causal, 1 / 8), atol=1e-10)
+
+
+def test_compile_shapes_cover_every_specialisation_the_check_shapes_need():
+    """The judge compiles these outside its GPU lock: each (dtype, head dim, causal,
+    GQA group, S divisible by 16) of the check and suite shapes gets a small call, so
+    nothing compiles while the GPU is held."""
+    from avo.problem import load_problem
+
+    p = load_problem("kernel_src/attention/problem.py")
+    shapes = p.check_shapes("cuda") + p.SUITES["avo"]
+    small = p.compile_shapes(shapes)
+    key = lambda s: (s.dtype, s.head_dim, s.causal, s.heads_q // s.heads_kv, s.seqlen % 16 == 0)  # noqa: E731
+    assert {key(s) for s in small} == {key(s) for s in shapes}
+    assert all(s.batch == 1 and s.heads_kv == 1 and s.seqlen <= 64 for s in small)
