@@ -15,6 +15,7 @@ function backs `avo evolve`, `avo serve` and the deployment in prefect.yaml.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import flows  # noqa: F401  (Prefect defaults, before prefect is imported)
@@ -22,7 +23,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from avo import live
+from avo import gpu_pool, live
 from avo.budget import exhausted, left, target_met
 from avo.evolution import Settings, resolve
 from avo.lineage import Lineage, seed_candidate
@@ -66,6 +67,18 @@ def _best(settings: Settings):
     return max(pool, key=lambda v: (v.geomean, -v.number), default=None)
 
 
+def _warn_idle_slots(settings: Settings) -> None:
+    """A generation waits for its slowest candidate: fewer candidates than device slots
+    leave GPUs idle for all of it."""
+    if settings.device != "cuda" or settings.dask_address:
+        return
+    slots = len(gpu_pool.slots_for("cuda", 1, settings.cfg.harness.pipeline_depth))
+    if settings.population < slots:
+        print(f"avo: note: --population {settings.population} is below this host's {slots} evaluation slots "
+              f"(GPUs x harness.pipeline_depth): slots stay idle; use --population {3 * slots} or more",
+              file=sys.stderr)
+
+
 def _task_runner(settings: Settings):
     if settings.dask_address:
         from prefect_dask import DaskTaskRunner  # only when a cluster is asked for
@@ -91,6 +104,7 @@ def evolve(generations: int | None = None, population: int | None = None, operat
                        target_tflops=target_tflops, device=device, dask_address=dask_address,
                        lineage_root=lineage_root, state_dir=state_dir, quick=quick, suite=suite, problem=problem)
     live.reset()
+    _warn_idle_slots(settings)
     lineage = Lineage(settings.lineage_root)
     var_op = make_operator(settings, lineage, evaluate=make_harness(settings))
     state = load_or_start(settings.state_file, settings.lineage_root, lineage.attempts())

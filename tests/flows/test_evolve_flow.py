@@ -92,3 +92,11 @@ def test_target_and_wall_budget(fake_harness, run_args):
     assert s.generations == [] and "target met" in s.stop_reason  # the seed already meets it
     s = evolve(generations=50, population=2, budget_minutes=0.0, **run_args)
     assert "wall-clock" in s.stop_reason and s.generations == []
+
+
+def test_a_gpu_run_with_fewer_candidates_than_slots_says_so(fake_harness, run_args, monkeypatch, capsys):
+    monkeypatch.setattr("avo.gpu_pool.visible_gpus", lambda: [0, 1])
+    fake_harness()
+    evolve(generations=1, population=2, **{**run_args, "device": "cuda"})
+    err = capsys.readouterr().err
+    assert "--population 2 is below this host's 6 evaluation slots" in err
