@@ -67,6 +67,7 @@ class Batch:
     phase: str
     full: bool  # compare every element (small shapes, checks after timing)
     vary: bool  # vary the problem's per-call draws (scales, arguments)
+    reuse: list | None = None  # per call, the draws of an earlier call to repeat (new values, same arguments)
     buffers: list = field(default_factory=list)  # the problem's buffers(shape)
     calls: list[Call] = field(default_factory=list)
     late_index: torch.Tensor | None = None
@@ -86,9 +87,11 @@ class Batch:
                 for c in self.calls]
 
 
-def plan(shape, n: int, rng: random.Random, phase: str, full: bool, vary_scale: bool) -> Batch:
-    """n calls of one shape; the draws are made by stage(), which knows the problem."""
-    return Batch(shape, n, rng, phase, full, vary_scale)
+def plan(shape, n: int, rng: random.Random, phase: str, full: bool, vary_scale: bool,
+         reuse: list | None = None) -> Batch:
+    """n calls of one shape; the draws are made by stage(), which knows the problem.
+    reuse: the draws (Call.params) of earlier calls, repeated by these calls in order."""
+    return Batch(shape, n, rng, phase, full, vary_scale, reuse)
 
 
 # --------------------------------------------------------------- staging
@@ -107,7 +110,8 @@ def stage(batch: Batch, arena, problem, device: str) -> None:
         offsets = {}
         for name, _, _, _ in batch.buffers:
             offsets[name], offset = offset, offset + align(size[name])
-        params = problem.draw_call(shape, rng, batch.vary)
+        i = len(batch.calls)
+        params = batch.reuse[i] if batch.reuse and i < len(batch.reuse) else problem.draw_call(shape, rng, batch.vary)
         late = tuple(problem.late_change(shape, rng))
         # distinct rows (a repeated row would count its bad elements twice in a message)
         picks = rng.sample(range(n_rows), min(SAMPLED_ROWS, n_rows))

@@ -161,8 +161,12 @@ class Judge(CascadeStages):
         shapes = self.check_shapes()
         shapes = shapes if part is None else shapes[:part] if part > 0 else shapes[-part:]
         for shape in shapes:
-            # two calls on the same arena addresses with new values: replays by address or shape are wrong
             self.verified_batch(host, shape, 2, phase, full=True, vary=True, rng=rng)
+            # then the first call again: the same addresses (a batch starts at the arena's start) and
+            # arguments, new values. A replay keyed on addresses, shapes or arguments returns the
+            # first call's output, now wrong, whatever the draws were
+            first = self.last_batch.calls[0].params
+            self.verified_batch(host, shape, 1, phase, full=True, vary=True, rng=rng, reuse=[first])
 
     def time_all(self, host: Host, timed: list, baselines: dict) -> None:
         gpu = self.result.env.get("gpu", "")
@@ -206,9 +210,10 @@ class Judge(CascadeStages):
 
     # ---------------------------------------------------------- one batch
     def verified_batch(self, host: Host, shape, n: int, phase: str, full: bool, vary: bool,
-                       rng: random.Random | None = None, timeout_s: float | None = None) -> float:
+                       rng: random.Random | None = None, timeout_s: float | None = None,
+                       reuse: list | None = None) -> float:
         """Stage, run and verify n calls of `shape`; returns the batch's seconds by this clock."""
-        batch = calls.plan(shape, n, rng or self.rng, phase, full, vary)
+        batch = self.last_batch = calls.plan(shape, n, rng or self.rng, phase, full, vary, reuse)
         calls.stage(batch, self.arena, self.problem, self.device)
         host_messages = batch.messages()
         if timeout_s is None:  # a shape's first batch may compile (or autotune): the compile bound
