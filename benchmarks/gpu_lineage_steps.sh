@@ -3,6 +3,8 @@
 # `avo lineage add` (same harness, same commit rule, operator = human), then
 # `avo evolve` continues from the best with the heuristic operator.
 # Usage on the GPU machine: MIN=4 OUT=dir bash benchmarks/gpu_lineage_steps.sh
+# Historical (2026-11-24): s1 and s2 became lineage v2 and v3 and have left the steps/ inbox;
+# s3 was not committed (within noise) and is still there.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true \

@@ -1,7 +1,7 @@
 """Step 3: step 2 with the masked key blocks as straight-line code, and the
 warp-specialization / QK-pipelining switches that this structure makes compilable.
 
-What changes against s2_tma.py:
+What changes against s2_tma.py (now lineage/cuda/v0003):
 - DIAG_UNROLLED: the masked blocks (the causal diagonal, N_MASKED = BLOCK_M / BLOCK_N of
   them, or the one non-causal tail block) are unrolled `if`-guarded tiles after the main
   loop instead of a second loop. The kernel then has a single loop, which is what
