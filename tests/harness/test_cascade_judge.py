@@ -24,7 +24,7 @@ def test_a_candidate_below_the_gate_stops_after_the_screen():
     assert r.confirm == {}
     assert r.env["kernel_s"] > 0
     # a quick check before the screen; the other check shapes only for candidates past the gate
-    assert len([c for c in r.checks if c.phase == "check"]) == QUICK_CHECKS
+    assert len({c.shape for c in r.checks if c.phase == "check"}) == QUICK_CHECKS
     # the GPU lock was taken once, for check + screen, and released
     (start, end), = r.env["gpu_held"]
     assert end > start and "gpu_wait" in r.env["stage_s"]
@@ -38,7 +38,7 @@ def test_a_candidate_that_beats_the_best_is_confirmed_in_turns_with_it():
     assert r.status == "ok", r.message
     assert r.cascade["stage"] == "full" and not r.cascade["stopped"]
     assert len(r.timings) == 2 and len(r.heldout) == 1  # the screen's row counts in the full suite
-    checked = [c for c in r.checks if c.phase == "check"]
+    checked = {c.shape for c in r.checks if c.phase == "check"}
     assert len(checked) == len(problem.check_shapes("cpu")) > QUICK_CHECKS  # past the gate: every check shape
     c = r.confirm
     assert c["best_version"] == 3 and c["rounds"] == 2 and c["configs"] == list(SCREEN)
