@@ -8,6 +8,11 @@ screen's configurations are re-timed; when their cuDNN geomean moved by more tha
 `tolerance` (clocks, thermals, another tenant), every row of that GPU is dropped and
 timed again, and the event is kept. Plain Python; the file is a JSON document in the
 run's state folder, so a resumed run within the drift interval reuses it.
+
+It also keeps, per GPU, the suite figures of kernels measured there in full (by source
+hash): the cascade's yardstick is the best version as timed on the GPU that judges
+the candidate, not as recorded on another GPU or day (avo/evaluator.py). A drift
+drops them with the baselines.
 """
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ class BaselineCache:
                  clock=time.time):
         self.path, self.drift_every_s, self.tolerance, self.clock = path, drift_every_s, tolerance, clock
         self.lock = threading.Lock()
-        self.gpus: dict[str, dict] = {}  # gpu key -> {"rows": {config: {backend: row}}, "checked_at", "events"}
+        # gpu key -> {"rows": {config: {backend: row}}, "checked_at", "events", "kernels": {sha256: figures}}
+        self.gpus: dict[str, dict] = {}
         if path is not None and path.exists():
             try:
                 self.gpus = json.loads(path.read_text()).get("gpus", {})
@@ -43,6 +49,12 @@ class BaselineCache:
             return True
         rows = self.gpus.get(gpu, {}).get("rows", {})
         return all(c in rows and set(columns) <= set(rows[c]) for c in configs)
+
+    def measured(self, gpu: str, sha256: str) -> dict | None:
+        """A kernel's figures on this GPU ({"status", "geomean", "tflops": {config: TFLOPS}}), if measured."""
+        with self.lock:
+            found = self.gpus.get(gpu, {}).get("kernels", {}).get(sha256)
+            return json.loads(json.dumps(found)) if found is not None else None
 
     def drift_check_due(self, gpu: str) -> bool:
         entry = self.gpus.get(gpu)
@@ -64,6 +76,16 @@ class BaselineCache:
                 entry["env"] = {k: env.get(k) for k in ("gpu", "driver", "torch", "cudnn", "triton")}
             self._save()
 
+    def add_measured(self, gpu: str, sha256: str, status: str, geomean_tflops: float | None,
+                     tflops: dict) -> None:
+        """A kernel's whole-suite figures on this GPU (status other than "ok": it could not
+        be measured here, and is not tried again until a drift clears the GPU's entry)."""
+        with self.lock:
+            entry = self.gpus.setdefault(gpu, {"rows": {}, "checked_at": self.clock(), "events": []})
+            entry.setdefault("kernels", {})[sha256] = {"status": status, "geomean": geomean_tflops,
+                                                       "tflops": dict(tflops), "at": round(self.clock(), 1)}
+            self._save()
+
     def check_drift(self, gpu: str, fresh: dict) -> float | None:
         """Compare freshly timed rows with the cache: the relative change of the cuDNN
         geomean over the configs both have. Beyond the tolerance every row of the GPU
@@ -79,8 +101,9 @@ class BaselineCache:
             old = geomean([entry["rows"][c]["cudnn"]["tflops"] for c in common])
             new = geomean([fresh[c]["cudnn"]["tflops"] for c in common])
             drift = (new - old) / old if old else 0.0
-            if abs(drift) > self.tolerance:
+            if abs(drift) > self.tolerance:  # kernels measured before the drift are measured again too
                 entry["rows"] = {c: dict(fresh[c]) for c in fresh}
+                entry["kernels"] = {}
                 entry["events"].append({"at": round(self.clock(), 1), "drift": round(drift, 4),
                                         "configs": common, "action": "re-timed"})
             else:

@@ -5,6 +5,13 @@ filled (and checked for drift), tells the judge which configs to screen, where t
 gate is and which kernel to confirm against, and adds what the judge timed to the
 cache. The judge does the measuring; this module decides nothing about kernels.
 
+The yardstick is measured on each GPU too: before the first candidate on a GPU, the
+best version runs the whole suite there (once per GPU, source and drift interval;
+kept in the cache), so that the gate and the confirmation's trigger compare
+figures of one GPU, not this GPU's against a record from another GPU or day (GPUs
+of one host differ by up to ~2%, more than the 1% floor: a faster one sent every
+unchanged-speed candidate to a confirmation).
+
 On a CPU (the Triton interpreter) there is nothing to cache and interpreter timings
 decide nothing, so a candidate is judged as before: compile, check, time.
 """
@@ -12,7 +19,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +39,8 @@ class Yardstick:
     sha256: str
     geomean: float
     tflops: dict  # config -> TFLOPS in its own record (the screen's gate comes from these)
+    here_geomean: float | None = None  # as measured on the judging GPU in this session (Evaluator)
+    here_tflops: dict | None = None
 
 
 def yardstick_of(version) -> Yardstick | None:
@@ -83,34 +92,75 @@ class Evaluator:
         kw["gpu"] = gpu
         if not self.cascading or self.cfg.quick or overrides.get("quick") or overrides.get("configs"):
             return evaluate(source, **{**kw, **overrides})
-        key = self.key(gpu)
+        key, kw = self.key(gpu), {**kw, **overrides}
         with self._guard:
             warm_up = self._gpu_locks.setdefault(key, threading.Lock())
-        with warm_up:  # the first judge on a GPU times its baselines; the others wait and reuse them
+        measured_best = None
+        with warm_up:  # the first judge on a GPU times its baselines and the best; the others wait and reuse them
+            if best is not None and self.cache.measured(key, best.sha256) is None:
+                measured_best = self._measure_best(best, gpu, evaluate, kw)
             if not self.cache.has(key, self.suite_configs, self.columns):
-                return self._judge(source, gpu, best, evaluate, {**kw, **overrides}, recheck=())
+                return self._judge(source, gpu, self._here(key, best), evaluate, kw, (), measured_best)
         recheck = tuple(self.screen) if self.cache.drift_check_due(key) else ()
-        return self._judge(source, gpu, best, evaluate, {**kw, **overrides}, recheck)
+        return self._judge(source, gpu, self._here(key, best), evaluate, kw, recheck, measured_best)
 
-    def _judge(self, source, gpu, best, evaluate, kw, recheck) -> EvalResult:
+    def _measure_best(self, best: Yardstick, gpu, evaluate, kw) -> dict:
+        """The best version, whole suite, on this GPU (no gate, nothing to confirm); its
+        figures join the cache (by _judge). What it cost goes into the next record."""
+        result = self._judge(best.source, gpu, None, evaluate, kw, ())
+        whole = self._whole_suite(result)  # if not, it is not tried again on this GPU: the record stands
+        self.cache.add_measured(self.key(gpu), best.sha256, result.status if whole or not result.ok else "partial",
+                                result.geomean_tflops if whole else None,
+                                {t.config: t.tflops for t in result.timings} if whole else {})
+        return {"version": best.version, "status": result.status, "geomean": round(result.geomean_tflops, 2),
+                "gpu_s": round(result.gpu_s, 2), "wall_s": round(result.wall_s, 2)}
+
+    def _here(self, key: str, best: Yardstick | None) -> Yardstick | None:
+        """`best` with its figures on this GPU, where it could be measured here."""
+        found = self.cache.measured(key, best.sha256) if best is not None else None
+        if not found or found.get("status") != "ok":
+            return best
+        return replace(best, here_geomean=found["geomean"], here_tflops=found["tflops"])
+
+    def _judge(self, source, gpu, best, evaluate, kw, recheck, measured_best=None) -> EvalResult:
         key = self.key(gpu)
-        gate = None
+        gate, best_geomean = None, None
         if best is not None:
-            gate = cascade.gate_tflops([best.tflops.get(c, 0.0) for c in self.screen], self.cfg.screen_slack)
+            # the stricter of the two: the commit rule compares with the recorded geomean (so on a
+            # slower GPU the record's gate holds), and a confirmation with the best timed here (so
+            # on a faster GPU this GPU's figures do); a candidate below either cannot commit
+            gates = [cascade.gate_tflops([figures.get(c, 0.0) for c in self.screen], self.cfg.screen_slack)
+                     for figures in (best.tflops, best.here_tflops) if figures]
+            gate = max((g for g in gates if g is not None), default=None)
+            best_geomean = max(g for g in (best.geomean, best.here_geomean) if g is not None)
         stages = Stages(baselines=self.cache.rows(key), screen=tuple(self.screen), gate_tflops=gate,
                         confirm_source=best.source if best else None, best_version=best.version if best else None,
-                        best_sha256=best.sha256 if best else "", best_geomean=best.geomean if best else None,
+                        best_sha256=best.sha256 if best else "", best_geomean=best_geomean,
                         floor=self.floor, confirm_rounds=self.cfg.confirm_rounds, confirm_configs=tuple(self.screen),
                         recheck_baselines=recheck, gpu_lock=str(gpu_pool.timing_lock(gpu)))
         result = evaluate(source, **kw, stages=stages)
         result.env["gpu_id"] = gpu  # which of this host's GPUs measured it (the judge sees only "its" GPU)
+        if best is not None:
+            result.env["yardstick"] = {"version": best.version, "record_geomean": round(best.geomean, 2),
+                                       "here_geomean": best.here_geomean and round(best.here_geomean, 2)}
+        if measured_best:
+            result.env["yardstick_measured"] = measured_best  # GPU time this record's judge waited on
         timed = result.env.get("baselines_timed") or {}
         fresh = {c: timed[c] for c in recheck if c in timed}
         if fresh:
             drift = self.cache.check_drift(key, fresh)
             result.env["baseline_drift"] = drift
         self.cache.add(key, {c: rows for c, rows in timed.items() if c not in fresh}, result.env)
+        if self._whole_suite(result):  # a later yardstick, if it becomes the best
+            from avo.candidate import source_sha256
+
+            self.cache.add_measured(key, source_sha256(source), "ok", result.geomean_tflops,
+                                    {t.config: t.tflops for t in result.timings})
         return result
+
+    def _whole_suite(self, result: EvalResult) -> bool:
+        return (result.ok and not result.flags and not (result.cascade or {}).get("stopped")
+                and set(self.suite_configs) <= {t.config for t in result.timings})
 
     @staticmethod
     def key(gpu) -> str:

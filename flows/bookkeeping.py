@@ -44,7 +44,8 @@ def book(outcome, promotion, report: GenerationReport, state: RunState, settings
     report.failed += 0 if result.ok else 1
     if decision.committed:
         report.committed.append(decision.version)
-    state.spent.add_candidate(cand.meta, result.gpu_s, on_gpu=result.device == "cuda")
+    yardstick_s = (result.env.get("yardstick_measured") or {}).get("gpu_s", 0.0)  # the best, timed on this GPU
+    state.spent.add_candidate(cand.meta, result.gpu_s + yardstick_s, on_gpu=result.device == "cuda")
     _finish(outcome.slot, state, settings)
     live.emit("candidate", generation=state.generation, slot=outcome.slot, status=result.status,
               technique=cand.technique.name, committed=decision.committed, version=decision.version,

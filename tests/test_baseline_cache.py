@@ -67,3 +67,17 @@ def test_configs_count_as_cached_by_the_problems_own_columns():
     cache.add("g", {"a": {"cudnn": rows(1.0)["a"]["cudnn"]}})
     assert cache.has("g", ["a"], columns=("cudnn",)) and not cache.has("g", ["a"])
     assert cache.has("g", ["zzz"], columns=())  # no library baselines: nothing to wait for
+
+
+def test_kernel_figures_are_kept_per_gpu_survive_a_restart_and_go_with_a_drift(tmp_path):
+    path, clock = tmp_path / "baselines.json", Clock()
+    cache = BaselineCache(path, drift_every_s=60.0, tolerance=0.03, clock=clock)
+    cache.add("g", rows(600.0))
+    cache.add_measured("g", "sha-best", "ok", 620.0, {"a": 610.0, "b": 630.0})
+    assert cache.measured("g", "sha-best")["tflops"] == {"a": 610.0, "b": 630.0}
+    assert cache.measured("g2", "sha-best") is None and cache.measured("g", "other") is None
+    assert BaselineCache(path).measured("g", "sha-best")["geomean"] == 620.0  # a resumed run reuses it
+    cache.check_drift("g", rows(601.0))  # within the tolerance: kept
+    assert cache.measured("g", "sha-best") is not None
+    cache.check_drift("g", rows(500.0))  # the GPU changed: the best is measured again, with the baselines
+    assert cache.measured("g", "sha-best") is None

@@ -16,13 +16,14 @@ class FakeJudge:
     """Stands for avo.harness.evaluate: records the stages it was given and times
     the baselines it lacks, as the judge does (env.baselines_timed)."""
 
-    def __init__(self, cudnn=600.0, delay_s=0.0):
-        self.calls, self.cudnn, self.delay_s = [], cudnn, delay_s
+    def __init__(self, cudnn=600.0, delay_s=0.0, tflops=300.0, status="ok", stopped=""):
+        self.calls, self.cudnn, self.delay_s, self.tflops, self.status = [], cudnn, delay_s, tflops, status
+        self.stopped = stopped  # a cascade stop (e.g. screened out): its timings are only the screen's
         self.lock = threading.Lock()
 
     def __call__(self, source, *, device, suite, gpu=None, stages=None, **kw):
         with self.lock:
-            self.calls.append({"gpu": gpu, "stages": stages, **kw})
+            self.calls.append({"source": source, "gpu": gpu, "stages": stages, **kw})
         time.sleep(self.delay_s)
         timed = {}
         if stages is not None:
@@ -30,9 +31,13 @@ class FakeJudge:
                 if c not in stages.baselines or c in stages.recheck_baselines:
                     timed[c] = {b: {"config": c, "ms": 1.0, "tflops": self.cudnn, "calls": 24, "spread": 0.0}
                                 for b in ("cudnn", "fa2")}
-        return EvalResult(status="ok", device=device, suite=suite, env={"gpu": "H100", "baselines_timed": timed},
+        tflops = self.tflops(source) if callable(self.tflops) else self.tflops
+        status = self.status(source) if callable(self.status) else self.status
+        timed_configs = (SUITE[:3] if self.stopped else SUITE) if status == "ok" else []
+        return EvalResult(status=status, device=device, suite=suite, env={"gpu": "H100", "baselines_timed": timed},
                           checks=[CaseCheck("s", "bf16", 1, "check", 0.0, 0.0, True)],
-                          timings=[ConfigTiming(c, 1.0, 300.0) for c in SUITE])
+                          timings=[ConfigTiming(c, 1.0, tflops) for c in timed_configs],
+                          cascade={"stage": "screen", "stopped": self.stopped} if self.stopped else {})
 
 
 def make(tmp_path, **cfg) -> Evaluator:
@@ -46,20 +51,72 @@ BEST = Yardstick(version=4, source="# best\n", sha256="abc", geomean=500.0, tflo
 
 def test_the_first_judge_on_a_gpu_times_the_baselines_and_later_ones_reuse_them(tmp_path):
     ev, fake = make(tmp_path), FakeJudge()
-    ev.judge("k1", "0", BEST, fake)
-    ev.judge("k2", "0#2", BEST, fake)
+    ev.judge("k1", "0", None, fake)
+    ev.judge("k2", "0#2", None, fake)
     first, second = fake.calls[0]["stages"], fake.calls[1]["stages"]
     assert first.baselines == {} and set(second.baselines) == set(SUITE)
     assert fake.calls[0]["gpu"] == 0 and fake.calls[1]["gpu"] == 0  # "0#2": the second slot of GPU 0
-    ev.judge("k3", "1", BEST, fake)
+    ev.judge("k3", "1", None, fake)
     assert fake.calls[2]["stages"].baselines == {}  # another GPU: its own baselines
     assert second.gpu_lock == first.gpu_lock != fake.calls[2]["stages"].gpu_lock
+
+
+def test_the_best_is_measured_once_per_gpu_before_its_first_candidate(tmp_path):
+    ev, fake = make(tmp_path), FakeJudge()
+    ev.judge("k1", "0", BEST, fake)
+    ev.judge("k2", "0#2", BEST, fake)
+    ev.judge("k3", "1", BEST, fake)
+    assert [(c["source"], c["gpu"]) for c in fake.calls] == \
+        [("# best\n", 0), ("k1", 0), ("k2", 0), ("# best\n", 1), ("k3", 1)]
+    yard = fake.calls[0]["stages"]
+    assert yard.baselines == {} and yard.gate_tflops is None and yard.confirm_source is None  # timed, not judged
+    assert set(fake.calls[1]["stages"].baselines) == set(SUITE)  # the best's judge timed them
+    first = ev.judge("k4", "2", BEST, fake)
+    assert first.env["yardstick_measured"]["version"] == 4 and first.env["yardstick_measured"]["status"] == "ok"
+    assert "yardstick_measured" not in ev.judge("k5", "2", BEST, fake).env  # only the record that waited on it
+
+
+def test_the_gate_and_the_confirmation_trigger_use_the_stricter_of_the_record_and_this_gpu(tmp_path):
+    # this GPU times the best at 300 TFLOPS everywhere; its record says 400 per config, 500 geomean
+    ev, fake = make(tmp_path, screen_size=4, screen_slack=0.05), FakeJudge(tflops=300.0)
+    result = ev.judge("k", "0", BEST, fake)
+    st = fake.calls[-1]["stages"]
+    assert st.gate_tflops == pytest.approx(400.0 * 0.95) and st.best_geomean == 500.0  # a slower GPU: the record
+    assert result.env["yardstick"] == {"version": 4, "record_geomean": 500.0, "here_geomean": 300.0}
+    # a faster GPU: the best at 660 here, against a record of 400 / 500
+    ev, fake = make(tmp_path / "fast", screen_size=4, screen_slack=0.05), \
+        FakeJudge(tflops=lambda source: 660.0 if source == BEST.source else 300.0)
+    ev.judge("k", "0", BEST, fake)
+    st = fake.calls[-1]["stages"]
+    assert st.gate_tflops == pytest.approx(660.0 * 0.95) and st.best_geomean == pytest.approx(660.0)
+
+
+def test_a_best_that_cannot_be_measured_here_falls_back_to_its_record_once(tmp_path):
+    ev = make(tmp_path, screen_size=4, screen_slack=0.05)
+    fake = FakeJudge(status=lambda source: "timeout" if source == BEST.source else "ok")
+    ev.judge("k1", "0", BEST, fake)
+    ev.judge("k2", "0", BEST, fake)
+    assert [c["source"] for c in fake.calls] == ["# best\n", "k1", "k2"]  # not tried again
+    assert fake.calls[-1]["stages"].gate_tflops == pytest.approx(400.0 * 0.95)
+
+
+def test_a_candidate_measured_in_full_is_a_ready_yardstick_on_its_gpu(tmp_path):
+    from avo.candidate import source_sha256
+
+    ev, fake = make(tmp_path), FakeJudge(tflops=640.0)
+    ev.judge("# v5\n", "0", None, fake)  # e.g. the candidate that becomes v5
+    v5 = Yardstick(5, "# v5\n", source_sha256("# v5\n"), 640.0, {c: 640.0 for c in SUITE})
+    ev.judge("k", "0", v5, fake)
+    assert [c["source"] for c in fake.calls] == ["# v5\n", "k"]  # no second measurement of v5 here
+    assert ev.cache.measured(ev.key(0), source_sha256("k"))["geomean"] == pytest.approx(640.0)
+    ev.judge("# screened\n", "0", v5, FakeJudge(stopped="screened out"))
+    assert ev.cache.measured(ev.key(0), source_sha256("# screened\n")) is None  # a part of the suite: not kept
 
 
 def test_the_stages_carry_the_screen_the_gate_and_the_best_to_confirm(tmp_path):
     ev, fake = make(tmp_path, screen_size=4, screen_slack=0.05, confirm_rounds=2), FakeJudge()
     ev.judge("k", "0", BEST, fake)
-    st = fake.calls[0]["stages"]
+    st = fake.calls[-1]["stages"]
     assert st.screen == ("c0", "c4", "c7", "c11")
     assert st.gate_tflops == pytest.approx(400.0 * 0.95)
     assert (st.confirm_source, st.best_version, st.best_geomean, st.floor, st.confirm_rounds) == \
@@ -72,15 +129,15 @@ def test_the_stages_carry_the_screen_the_gate_and_the_best_to_confirm(tmp_path):
 
 def test_the_drift_check_rechecks_the_screen_and_a_drift_re_times_everything(tmp_path):
     ev, fake = make(tmp_path, baseline_drift_s=0.0, baseline_drift_tolerance=0.03), FakeJudge()
-    ev.judge("k", "0", BEST, fake)  # fills the cache
+    ev.judge("k", "0", None, fake)  # fills the cache
     fake.cudnn = 500.0  # the GPU got 17% slower
-    result = ev.judge("k", "0", BEST, fake)
+    result = ev.judge("k", "0", None, fake)
     assert list(fake.calls[1]["stages"].recheck_baselines) == ev.screen
     assert result.env["baseline_drift"] == pytest.approx(-1 / 6)
     key = ev.key(0)
     assert set(ev.cache.rows(key)) == set(ev.screen)  # the rest is dropped, to be timed again
     assert ev.cache.events(key)[-1]["action"] == "re-timed"
-    ev.judge("k", "0", BEST, fake)
+    ev.judge("k", "0", None, fake)
     assert set(fake.calls[2]["stages"].baselines) == set(ev.screen)  # the next judge times the rest
 
 

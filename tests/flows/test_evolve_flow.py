@@ -79,11 +79,15 @@ def test_gpu_minutes_budget_stops_the_run_and_each_evaluation_is_pinned(fake_har
     args = {**run_args, "device": "cuda"}
     s = evolve(generations=10, population=2, gpu_minutes=1.5, **args)
     assert s.finished and "GPU-minutes" in s.stop_reason
-    # the seed is not charged to the run; 30 s per candidate, two at a time on two GPUs:
-    # after generation 2 (4 candidates, 2 min) the 1.5 min budget is spent
-    assert len(fake.calls) - 1 == 4
+    # the seed is not charged to the run. Before its first candidate, each GPU times the best
+    # (v0 here), charged to that candidate: 30 s each, so generation 1 (2 candidates and 1 or 2
+    # yardsticks, 1.5 or 2 GPU-minutes) spends the 1.5 min budget
+    seed = fake.calls[0]["source"]
+    yardsticks = [c["gpu"] for c in fake.calls[1:] if c["source"] == seed]
+    candidates = [c["gpu"] for c in fake.calls[1:] if c["source"] != seed]
+    assert len(candidates) == 2 and sorted(yardsticks) == sorted(set(candidates))  # once on each GPU used
     assert {c["gpu"] for c in fake.calls} <= {0, 1} and all(c["gpu"] is not None for c in fake.calls)
-    assert _state(run_args)["spent"]["gpu_s"] == pytest.approx(120.0)
+    assert _state(run_args)["spent"]["gpu_s"] == pytest.approx(30.0 * (len(candidates) + len(yardsticks)))
 
 
 def test_target_and_wall_budget(fake_harness, run_args):
