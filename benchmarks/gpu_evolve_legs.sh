@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 13: `avo evolve` on a multi-GPU machine in legs, each stopped with SIGINT (Ctrl-C:
 # the candidates in flight finish and the run stays resumable), the next leg resuming it.
-#   LEGS="1:100 2:100 4:130"   GPUs:seconds per leg in this call (GPUs 0..n-1)
+#   LEGS="1:100 2:100 4:130"   GPUs:seconds per leg in this call (GPUs 0..n-1); then SIGINT, and
+#   KILL_AFTER (default 100) seconds for the candidates in flight to finish
 # After every leg the lineage, the run's journal and the baseline cache go to $OUT/state.tgz,
 # so a call stopped at its limit still brings back every finished leg. Bring the tarball
 # back, unpack it in the repository and carry .avo (and .whl) into the next call.
@@ -17,9 +18,9 @@ nvidia-smi --query-gpu=index,name,driver_version,clocks.sm,temperature.gpu --for
 for leg in ${LEGS:-4:270}; do
   n=${leg%%:*}; secs=${leg##*:}; gpus=$(seq -s, 0 $((n - 1)))
   echo "== leg start $(date -u +%s) gpus=$gpus seconds=$secs" | tee -a "$OUT/legs.log"
-  CUDA_VISIBLE_DEVICES=$gpus timeout -s INT -k 100 "$secs" python3 -m avo.cli evolve --device cuda \
+  CUDA_VISIBLE_DEVICES=$gpus timeout -s INT -k "${KILL_AFTER:-100}" "$secs" python3 -m avo.cli evolve --device cuda \
       --suite "${SUITE:-mha}" --population $((${PER_GPU:-3} * n)) --generations 1000 --budget-minutes 60 2>&1 \
-      | grep -v "Finished in state\|prefect.task_runs\|^\s*$" | tail -40 >> "$OUT/legs.log"
+      | grep --line-buffered -v "Finished in state\|prefect.task_runs\|^\s*$" >> "$OUT/legs.log"
   echo "== leg end $(date -u +%s) rc=${PIPESTATUS[0]}" | tee -a "$OUT/legs.log"
   tar czf "$OUT/state.tgz" "$LINEAGE" .avo
 done

@@ -9,8 +9,9 @@ soon as it ends, so a call stopped at its limit still returns what finished.
     onoff   the same candidates with the cascade on (GPU 0, pipelined) and off (the
             old path: every candidate on the whole suite, baselines re-timed, one at a
             time) on other GPUs; both decided by the commit rule against the same best
-    scale   the cascade on with 1, 2 and 4 GPUs, a fixed wall each, candidates from
-            the same generator; evaluated candidates per minute
+    scale   the cascade on with 1 and 2 GPUs (at once, on disjoint GPUs), then 4, a
+            fixed wall each, the same mix of candidates: candidates evaluated within the
+            wall per minute (those still running at the wall are stopped, not counted)
 
 Candidates are single-knob moves of lineage versions (avo.operators.heuristic's
 set_knobs), judged against `--best` (a version the others can beat, so that both
@@ -84,8 +85,10 @@ def evaluator(gpus: list[int], cascade: bool, depth: int, cache: Path) -> tuple[
 
 
 def run_pool(label: str, items: list[tuple[str, str]], gpus: list[int], cascade: bool, depth: int, best,
-             cache: Path, wall_s: float) -> dict:
-    """Evaluate `items` on `gpus`, `depth` in flight per GPU; none starts after wall_s."""
+             cache: Path, wall_s: float, cut: bool = False) -> dict:
+    """Evaluate `items` on `gpus`, `depth` in flight per GPU; none starts after wall_s.
+    cut: at wall_s every judge still running is killed (every pool's: the scale rounds end
+    together); the rate counts the evaluations that finished within the wall."""
     ev, slots = evaluator(gpus, cascade, depth, cache)
     best_rule = Best(best.version, best.geomean, best.sha256) if best else None
     rule = Rule(margin=MARGIN, require_confirm=cascade)
@@ -116,13 +119,50 @@ def run_pool(label: str, items: list[tuple[str, str]], gpus: list[int], cascade:
               f"{row['geomean']:7.1f} TFLOPS {'COMMIT' if commit else '-':6s} {row['wall_s']:6.1f}s "
               f"{(row['stopped'] or why)[:70]}", flush=True)
 
+    timer = threading.Timer(wall_s, kill_my_judges)
+    if cut:
+        timer.start()
     with ThreadPoolExecutor(max_workers=len(slots)) as pool:
         list(pool.map(one, items))
-    elapsed = max((r["end"] for r in rows), default=0.0)
-    return dict(label=label, gpus=gpus, cascade=cascade, depth=depth, evaluated=len(rows), wall_s=elapsed,
-                per_minute=len(rows) / (elapsed / 60) if elapsed else 0.0,
-                per_gpu_minute=len(rows) / (elapsed / 60) / len(gpus) if elapsed else 0.0,
+    timer.cancel()
+    if cut:  # what the kill stopped is not an evaluation
+        for r in rows:
+            r["cut"] = r["end"] > wall_s
+        done = [r for r in rows if not r["cut"]]
+        elapsed = wall_s
+    else:
+        done = rows
+        elapsed = max((r["end"] for r in rows), default=0.0)
+    return dict(label=label, gpus=gpus, cascade=cascade, depth=depth, evaluated=len(done), wall_s=elapsed,
+                cut_at_wall=cut, per_minute=len(done) / (elapsed / 60) if elapsed else 0.0,
+                per_gpu_minute=len(done) / (elapsed / 60) / len(gpus) if elapsed else 0.0,
                 overlaps=overlaps(rows), cache_events=ev.cache.events(), rows=rows)
+
+
+SPARED: set[int] = set()  # the background command's pid: its own judges are not the benchmark's
+
+
+def kill_my_judges() -> None:
+    """SIGKILL every judge process this process started (not the background command's)."""
+    parent = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (ValueError, OSError, IndexError):
+            continue
+    me = os.getpid()
+    for pid in parent:
+        up, seen = pid, set()
+        while up in parent and up not in seen and up != me and up not in SPARED:
+            seen.add(up)
+            up = parent[up]
+        if up != me:
+            continue
+        try:
+            if b"avo.harness.judge" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, 9)
+        except OSError:
+            pass
 
 
 def overlaps(rows: list[dict]) -> list:
@@ -159,6 +199,8 @@ def main() -> int:
     ap.add_argument("--onoff-wall", type=float, default=270.0)
     ap.add_argument("--scale-wall", type=float, default=75.0)
     ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--cache", type=Path, default=None, help="the baseline cache (default: in --out); "
+                    ".avo/evolve/baselines.json hands the warm GPUs to a following `avo evolve`")
     ap.add_argument("--background", default="", help="a shell command run on the last GPU after warm, "
                     "while onoff and the scale phases below all GPUs run")
     ap.add_argument("--background-wait", type=float, default=60.0,
@@ -167,7 +209,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     lineage = Lineage(LINEAGE)
     gpus = gpu_pool.visible_gpus()
-    cache = args.out / "baselines-cache.json"
+    cache = args.cache or args.out / "baselines-cache.json"
     version = lineage.get(args.best)
     summary = {"gpus": gpus, "best": args.best, "suite": SUITE, "phases": {}}
     phases = args.phases.split(",")
@@ -194,6 +236,7 @@ def main() -> int:
     if args.background and len(gpus) >= 4:  # e.g. the GPU tests, on the GPU onoff leaves free
         background = subprocess.Popen(args.background, shell=True, start_new_session=True,
                                       env={**os.environ, "CUDA_VISIBLE_DEVICES": str(gpus[-1])})
+        SPARED.add(background.pid)
 
     if "onoff" in phases and len(gpus) >= 2:
         on_items = candidates(lineage, args.n_on)
@@ -220,15 +263,23 @@ def main() -> int:
     if background is not None and "scale" not in phases:
         summary["background_rc"] = wait_background(background, args.background_wait)
     if "scale" in phases:
-        scale = {}
-        for n in (1, 2, 4):
-            if n > len(gpus):
-                continue
-            if n == len(gpus) and background is not None:  # every GPU is measured from here on
+        # 1 GPU and 2 GPUs at once on disjoint GPUs (0 and 1-2), then all 4: the same
+        # candidates' mix, each pool on GPUs of its own (the warm phase shows they time alike)
+        scale, rounds = {}, ([[(1, gpus[:1]), (2, gpus[1:3])], [(4, gpus)]] if len(gpus) >= 4 else
+                             [[(n, gpus[:n])] for n in (1, 2) if n <= len(gpus)])
+        for one_round in rounds:
+            if background is not None and sum(len(g) for _, g in one_round) >= len(gpus):
                 summary["background_rc"] = wait_background(background, args.background_wait)
-                background = None
-            items = candidates(lineage, 40 * n, salt=f"s{n}-", each=n)
-            scale[n] = run_pool(f"scale{n}", items, gpus[:n], True, args.depth, best, cache, args.scale_wall)
+                background = None  # every GPU is measured from here on
+
+            def pool(n, g):
+                scale[n] = run_pool(f"scale{n}", candidates(lineage, 40 * n, salt=f"s{n}-", each=n), g, True,
+                                    args.depth, best, cache, args.scale_wall, cut=True)
+            threads = [threading.Thread(target=pool, args=item) for item in one_round]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
             write(args.out, "scale.json", scale)
         base = scale.get(1, {}).get("per_minute")
         summary["phases"]["scale"] = {n: {"evaluated": s["evaluated"], "wall_s": s["wall_s"],

@@ -165,7 +165,10 @@ class CascadeStages:
         lock file shared by the judges the orchestrator runs on this GPU). Loading and
         compiling happen outside it, overlapping another candidate's timing."""
         path = self.job.get("gpu_lock")
-        if not path:
+        if not path or getattr(self, "gpu_lock_held", False):
+            # held already: a stage that needs it inside one that holds it (held-out baselines are
+            # timed past the gate, inside the check-and-time hold). A second flock on a new
+            # descriptor of the same file would wait for this very judge: a deadlock
             yield
             return
         t0 = clock()
@@ -175,8 +178,10 @@ class CascadeStages:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self.stage_s["gpu_wait"] = self.stage_s.get("gpu_wait", 0.0) + clock() - t0
             held.append(time.monotonic())  # system-wide clock: the benchmark checks no two judges overlap
+            self.gpu_lock_held = True
             yield
         finally:
+            self.gpu_lock_held = False
             if held:
                 self.result.env.setdefault("gpu_held", []).append([round(held[0], 4), round(time.monotonic(), 4)])
             fcntl.flock(fd, fcntl.LOCK_UN)

@@ -60,3 +60,43 @@ def test_a_broken_best_cannot_confirm_anything():
                  stages=Stages(screen=SCREEN, gate_tflops=None, confirm_source=broken, best_version=1,
                                best_geomean=1e-9, floor=0.0, confirm_rounds=1))
     assert r.status != "ok" and r.confirm == {}
+
+
+def test_the_gpu_lock_taken_inside_its_own_hold_does_not_wait_for_itself(tmp_path):
+    """Past the gate, uncached held-out baselines are timed inside the check-and-time hold:
+    the inner take must not flock the file again (it would wait for this judge forever)."""
+    import fcntl
+    import os
+    import threading
+
+    from avo.harness.judge_stages import CascadeStages
+    from avo.records import EvalResult
+
+    class Stub(CascadeStages):
+        def __init__(self):
+            self.job, self.result, self.stage_s = {"gpu_lock": str(tmp_path / "gpu0.lock")}, EvalResult(status="ok"), {}
+
+    judge, seen = Stub(), {}
+
+    def nested():
+        with judge.gpu_lock():
+            with judge.gpu_lock():  # e.g. baselines_for inside cascade()
+                fd = os.open(tmp_path / "gpu0.lock", os.O_RDWR)
+                try:  # another judge (another descriptor) is still kept out
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    seen["other_got_it"] = True
+                except BlockingIOError:
+                    seen["other_got_it"] = False
+                finally:
+                    os.close(fd)
+        seen["done"] = True
+
+    t = threading.Thread(target=nested, daemon=True)
+    t.start()
+    t.join(10)
+    assert seen.get("done"), "the nested take waited for its own hold"
+    assert seen["other_got_it"] is False
+    assert len(judge.result.env["gpu_held"]) == 1  # one hold, recorded once
+    fd = os.open(tmp_path / "gpu0.lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released at the end
+    os.close(fd)
