@@ -56,6 +56,11 @@ class BaselineCache:
             found = self.gpus.get(gpu, {}).get("kernels", {}).get(sha256)
             return json.loads(json.dumps(found)) if found is not None else None
 
+    def gpu_model(self, gpu: str) -> str | None:
+        """The GPU model its baselines were timed on (None before the first)."""
+        with self.lock:
+            return (self.gpus.get(gpu, {}).get("env") or {}).get("gpu")
+
     def drift_check_due(self, gpu: str) -> bool:
         entry = self.gpus.get(gpu)
         return bool(entry and entry.get("rows")) and self.clock() - entry.get("checked_at", 0) >= self.drift_every_s

@@ -39,6 +39,8 @@ class Yardstick:
     sha256: str
     geomean: float
     tflops: dict  # config -> TFLOPS in its own record (the screen's gate comes from these)
+    gpu: str | None = None  # the GPU model and suite of its record: its figures gate only their like
+    suite: str | None = None
     here_geomean: float | None = None  # as measured on the judging GPU in this session (Evaluator)
     here_tflops: dict | None = None
 
@@ -50,18 +52,23 @@ def yardstick_of(version) -> Yardstick | None:
     from avo.candidate import source_sha256
 
     return Yardstick(version.number, version.source, source_sha256(version.source), version.result.geomean_tflops,
-                     {t.config: t.tflops for t in version.result.timings})
+                     {t.config: t.tflops for t in version.result.timings}, gpu=version.result.env.get("gpu"),
+                     suite=version.result.suite)
 
 
 def run_yardstick(lineage, population, device: str, suite: str | None) -> Yardstick | None:
-    """The best version a run's candidates are measured against: among versions measured
-    on this device and suite, those on the GPU model this run last measured on (its
-    latest attempt says which); TFLOPS from another GPU model would set the wrong gate."""
+    """The best version a run's candidates are measured against: the best measured on this
+    device, suite and the GPU model this run last measured on (its latest attempt says
+    which); else on this suite; else on this device (a lineage recorded on another GPU
+    model or suite). The Evaluator times it on every GPU anyway, so a record from
+    elsewhere only picks the version; its figures never gate."""
     records = population.records() if population is not None else []
     gpu = next((r.get("gpu") for r in reversed(records)
                 if r.get("device") == device and (suite is None or r.get("suite") == suite) and r.get("gpu")), None)
-    pool = [v for v in lineage.versions() if v.result.ok and v.result.device == device
-            and (suite is None or v.result.suite == suite) and (gpu is None or v.result.env.get("gpu") == gpu)]
+    ok = [v for v in lineage.versions() if v.result.ok and v.result.device == device]
+    same_suite = [v for v in ok if suite is None or v.result.suite == suite]
+    same_gpu = [v for v in same_suite if gpu is None or v.result.env.get("gpu") == gpu]
+    pool = same_gpu or same_suite or ok
     return yardstick_of(max(pool, key=lambda v: (v.result.geomean_tflops, -v.number), default=None))
 
 
@@ -124,15 +131,20 @@ class Evaluator:
 
     def _judge(self, source, gpu, best, evaluate, kw, recheck, measured_best=None) -> EvalResult:
         key = self.key(gpu)
-        gate, best_geomean = None, None
+        gate, best_geomean, like = None, None, False
         if best is not None:
-            # the stricter of the two: the commit rule compares with the recorded geomean (so on a
-            # slower GPU the record's gate holds), and a confirmation with the best timed here (so
-            # on a faster GPU this GPU's figures do); a candidate below either cannot commit
+            # the stricter of the two: the commit rule compares with the recorded geomean when the
+            # record is of this GPU model and suite (so on a slower GPU of the model the record's gate
+            # holds), and a confirmation with the best timed here (so on a faster one this GPU's
+            # figures do); a candidate below either cannot commit. A record of another model or
+            # suite gates nothing: its figures are not this GPU's
+            like = best.gpu == self.cache.gpu_model(key) and best.suite in (None, self.suite)
+            sources = [(best.tflops, best.geomean)] if like or best.here_geomean is None else []
+            sources += [(best.here_tflops, best.here_geomean)] if best.here_geomean is not None else []
             gates = [cascade.gate_tflops([figures.get(c, 0.0) for c in self.screen], self.cfg.screen_slack)
-                     for figures in (best.tflops, best.here_tflops) if figures]
+                     for figures, _ in sources if figures]
             gate = max((g for g in gates if g is not None), default=None)
-            best_geomean = max(g for g in (best.geomean, best.here_geomean) if g is not None)
+            best_geomean = max((g for _, g in sources if g is not None), default=None)
         stages = Stages(baselines=self.cache.rows(key), screen=tuple(self.screen), gate_tflops=gate,
                         confirm_source=best.source if best else None, best_version=best.version if best else None,
                         best_sha256=best.sha256 if best else "", best_geomean=best_geomean,
@@ -141,7 +153,10 @@ class Evaluator:
         result = evaluate(source, **kw, stages=stages)
         result.env["gpu_id"] = gpu  # which of this host's GPUs measured it (the judge sees only "its" GPU)
         if best is not None:
-            result.env["yardstick"] = {"version": best.version, "record_geomean": round(best.geomean, 2),
+            # the commit rule's best where the lineage has none of this GPU model and suite
+            # (avo/lineage.py): the yardstick as timed here, which the confirmation re-measures
+            result.env["yardstick"] = {"version": best.version, "sha256": best.sha256,
+                                       "record_geomean": round(best.geomean, 2), "record_like_this_gpu": like,
                                        "here_geomean": best.here_geomean and round(best.here_geomean, 2)}
         if measured_best:
             result.env["yardstick_measured"] = measured_best  # GPU time this record's judge waited on

@@ -46,7 +46,8 @@ def make(tmp_path, **cfg) -> Evaluator:
                      cache_path=tmp_path / "baselines.json")
 
 
-BEST = Yardstick(version=4, source="# best\n", sha256="abc", geomean=500.0, tflops={c: 400.0 for c in SUITE})
+BEST = Yardstick(version=4, source="# best\n", sha256="abc", geomean=500.0, tflops={c: 400.0 for c in SUITE},
+                 gpu="H100", suite="avo")  # recorded on the fake judge's GPU model and suite
 
 
 def test_the_first_judge_on_a_gpu_times_the_baselines_and_later_ones_reuse_them(tmp_path):
@@ -82,13 +83,26 @@ def test_the_gate_and_the_confirmation_trigger_use_the_stricter_of_the_record_an
     result = ev.judge("k", "0", BEST, fake)
     st = fake.calls[-1]["stages"]
     assert st.gate_tflops == pytest.approx(400.0 * 0.95) and st.best_geomean == 500.0  # a slower GPU: the record
-    assert result.env["yardstick"] == {"version": 4, "record_geomean": 500.0, "here_geomean": 300.0}
+    assert result.env["yardstick"] == {"version": 4, "sha256": "abc", "record_geomean": 500.0,
+                                       "record_like_this_gpu": True, "here_geomean": 300.0}
     # a faster GPU: the best at 660 here, against a record of 400 / 500
     ev, fake = make(tmp_path / "fast", screen_size=4, screen_slack=0.05), \
         FakeJudge(tflops=lambda source: 660.0 if source == BEST.source else 300.0)
     ev.judge("k", "0", BEST, fake)
     st = fake.calls[-1]["stages"]
     assert st.gate_tflops == pytest.approx(660.0 * 0.95) and st.best_geomean == pytest.approx(660.0)
+
+
+def test_a_record_of_another_gpu_model_or_suite_gates_nothing(tmp_path):
+    from dataclasses import replace
+
+    for other in (replace(BEST, gpu="H200"), replace(BEST, suite="mha")):
+        ev, fake = make(tmp_path / f"{other.gpu}-{other.suite}", screen_size=4, screen_slack=0.05), \
+            FakeJudge(tflops=300.0)
+        result = ev.judge("k", "0", other, fake)
+        st = fake.calls[-1]["stages"]  # this GPU's figures alone, though the record's are higher
+        assert st.gate_tflops == pytest.approx(300.0 * 0.95) and st.best_geomean == pytest.approx(300.0)
+        assert result.env["yardstick"]["record_like_this_gpu"] is False
 
 
 def test_a_best_that_cannot_be_measured_here_falls_back_to_its_record_once(tmp_path):

@@ -182,3 +182,31 @@ def test_killed_concurrent_writers_leave_a_consistent_lineage(seeded, tmp_path):
     assert len(committed) == len(set(committed)) and len(committed) >= len(versions) - 2
     # and the lineage still accepts commits afterwards (lock released by the kernel)
     assert seeded.commit(make_candidate("# after\n", parent=0), make_result((1e4, 1e4)), 0.0).committed
+
+
+def test_on_a_new_gpu_model_a_candidate_must_beat_the_best_as_timed_there(seeded):
+    """The lineage holds only H100 figures; on an H200 the evaluator timed v0 itself
+    (env.yardstick): a slow first candidate there is not the 'first comparable version'."""
+    from avo.commit_rule import Rule
+
+    rule = Rule(margin=0.01, require_confirm=True)
+    sha0 = seeded.get(0).sha256
+    yard = {"version": 0, "sha256": sha0, "record_geomean": 89.4, "record_like_this_gpu": False,
+            "here_geomean": 150.0}
+
+    def on_h200(tflops, confirm=None):
+        r = make_result(tflops, gpu="NVIDIA H200")
+        r.env["yardstick"] = dict(yard)
+        r.confirm = confirm or {}
+        return r
+
+    slow = seeded.commit(make_candidate("# slow on h200\n"), on_h200((120.0, 100.0)), rule)
+    assert not slow.committed and "v0 150" in slow.reason  # 109.5 geomean < v0 as timed here
+    unconfirmed = seeded.commit(make_candidate("# fast, unconfirmed\n"), on_h200((170.0, 160.0)), rule)
+    assert not unconfirmed.committed and "no confirmation" in unconfirmed.reason
+    confirmed = on_h200((170.0, 160.0), {"best_version": 0, "best_sha256": sha0, "ratio": 1.08, "spread": 0.004,
+                                          "rounds": 3})
+    d = seeded.commit(make_candidate("# fast, confirmed\n"), confirmed, rule)
+    assert d.committed and "basis confirm" in d.reason
+    # without the evaluator's timing (no env.yardstick): the first comparable version, as before
+    assert seeded.commit(make_candidate("# other suite\n"), make_result((1.0, 1.0), suite="mha"), rule).committed

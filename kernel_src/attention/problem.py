@@ -267,13 +267,17 @@ def expected_rows(inputs: dict, shape: Shape, call: dict, rows):
 
 def compile_shapes(shapes: list[Shape]) -> list[Shape]:
     """One small call per kernel variant the shapes need: (dtype, head dim, causal), and
-    per GQA group and sequence length divisible by 16 or not, since Triton specialises
-    on those too. The judge compiles these outside its GPU lock, so that the check
-    shapes later compile nothing while the GPU is held for this candidate."""
-    variants = sorted({(s.dtype, s.head_dim, s.causal, s.heads_q // s.heads_kv, s.seqlen % 16 == 0)
+    whether the GQA group is 1 and the sequence length divisible by 16, since Triton
+    specialises integer arguments on those (a group of 2 and of 8 share one binary,
+    unless a candidate makes the group a constexpr, and then pays its own compiles).
+    The judge compiles these outside its GPU lock, so that the check shapes later
+    compile nothing while the GPU is held for this candidate. The aligned length is
+    128, so that a kernel's own "length is a whole number of tiles" switch is covered
+    for tiles of up to 128 rows."""
+    variants = sorted({(s.dtype, s.head_dim, s.causal, s.heads_q == s.heads_kv, s.seqlen % 16 == 0)
                        for s in shapes})
-    return [Shape(1, group, 1, 64 if aligned else 17, head_dim, causal, dtype)
-            for dtype, head_dim, causal, group, aligned in variants]
+    return [Shape(1, 1 if mha else 2, 1, 128 if aligned else 17, head_dim, causal, dtype)
+            for dtype, head_dim, causal, mha, aligned in variants]
 
 
 # record column -> (trusted file next to this one, its function, what it is); timed on GPUs

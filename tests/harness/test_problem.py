@@ -92,13 +92,16 @@ def test_reference_matches_textbook_attention_including_gqa_and_chunking(causal,
 
 def test_compile_shapes_cover_every_specialisation_the_check_shapes_need():
     """The judge compiles these outside its GPU lock: each (dtype, head dim, causal,
-    GQA group, S divisible by 16) of the check and suite shapes gets a small call, so
-    nothing compiles while the GPU is held."""
+    GQA group 1 or not, S divisible by 16) of the check and suite shapes gets a small
+    call, so nothing compiles while the GPU is held (Triton specialises an integer on
+    being 1 and on divisibility by 16: groups 2 and 8 share a binary)."""
     from avo.problem import load_problem
 
     p = load_problem("kernel_src/attention/problem.py")
     shapes = p.check_shapes("cuda") + p.SUITES["avo"]
     small = p.compile_shapes(shapes)
-    key = lambda s: (s.dtype, s.head_dim, s.causal, s.heads_q // s.heads_kv, s.seqlen % 16 == 0)  # noqa: E731
+    group = lambda s: (s.heads_q // s.heads_kv == 1, s.heads_q // s.heads_kv % 16 == 0)  # noqa: E731
+    key = lambda s: (s.dtype, s.head_dim, s.causal, group(s), s.seqlen % 16 == 0)  # noqa: E731
     assert {key(s) for s in small} == {key(s) for s in shapes}
-    assert all(s.batch == 1 and s.heads_kv == 1 and s.seqlen <= 64 for s in small)
+    assert len(small) == len({key(s) for s in small})  # one call per variant
+    assert all(s.batch == 1 and s.heads_kv == 1 and s.seqlen <= 128 for s in small)
