@@ -100,3 +100,26 @@ def test_the_gpu_lock_taken_inside_its_own_hold_does_not_wait_for_itself(tmp_pat
     fd = os.open(tmp_path / "gpu0.lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released at the end
     os.close(fd)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_on_a_gpu_every_check_shape_is_compiled_before_the_lock(device):
+    """The compile stage (outside the GPU lock) calls each check shape itself on a GPU, so
+    whatever a kernel specialises on, the check stage compiles nothing while it holds the
+    GPU; on the interpreter (nothing compiles) the problem's variants are enough."""
+    from avo.harness.judge import Judge
+    from avo.records import EvalResult
+
+    judge = object.__new__(Judge)
+    judge.device, judge.problem, judge.job = device, problem, {"suite": "avo", "configs": None}
+    judge.result, called = EvalResult(status="ok"), []
+    judge.verified_batch = lambda host, shape, n, phase, **kw: called.append((shape, phase, n))
+    judge.compile(host=None)
+    shapes = [s for s, _, _ in called]
+    assert all(phase == "compile" and n == 1 for _, phase, n in called)
+    variants = problem.compile_shapes(problem.check_shapes(device) + problem.SUITES["avo"])
+    if device == "cuda":
+        assert set(problem.check_shapes("cuda")) <= set(shapes)
+        assert set(problem.compile_shapes(problem.SUITES["avo"])) <= set(shapes)
+    else:
+        assert shapes == variants
