@@ -17,12 +17,14 @@ def load(path: Path):
 
 
 def pool_rows(label: str, pool: dict) -> list[str]:
+    cut = sum(1 for r in pool["rows"] if r.get("cut"))
     out = [f"{label}: {pool['evaluated']} evaluated in {pool['wall_s']:.0f} s on GPU(s) {pool['gpus']} "
            f"(cascade {'on, depth ' + str(pool['depth']) if pool['cascade'] else 'off'}): "
-           f"{pool['per_gpu_minute']:.2f} per GPU-minute; lock overlaps: {len(pool['overlaps'])}"]
+           f"{pool['per_gpu_minute']:.2f} per GPU-minute; lock overlaps: {len(pool['overlaps'])}"
+           + (f"; {cut} still running at the wall were stopped (not counted)" if pool.get("cut_at_wall") else "")]
     out.append(f"  {'candidate':38s} {'gpu':>3s} {'stage':6s} {'TFLOPS':>7s} {'commit':6s} {'wall s':>6s} "
                f"{'gpu s':>6s} {'kernel s':>8s}  stages (s)")
-    for r in sorted(pool["rows"], key=lambda r: r["end"]):
+    for r in sorted((r for r in pool["rows"] if not r.get("cut")), key=lambda r: r["end"]):
         held = sum(b - a for a, b in r.get("gpu_held") or [])
         stages = " ".join(f"{k}={v:.0f}" for k, v in r["stage_s"].items() if v >= 0.5)
         out.append(f"  {r['name'][:38]:38s} {r['gpu']!s:>3s} {r['stage']:6s} {r['geomean']:7.1f} "
