@@ -103,7 +103,9 @@ class EvolveConfig:
     """The evolve loop (flows/). Owners of the loop add their fields here."""
 
     generations: int = field(default=2, metadata={"min": 0})
-    candidates_per_generation: int = field(default=2, metadata={"min": 1})
+    # None: 2 on a CPU; on GPUs 4 x the host's evaluation slots (GPUs x harness.pipeline_depth), since
+    # a generation waits for its slowest candidate and fewer candidates than slots leave GPUs idle
+    candidates_per_generation: int | None = field(default=None, metadata={"min": 1})
     operator: str = field(default="auto", metadata=_choices("auto", "heuristic", "agent", "external"))
     seed: int = 0
     stagnation_generations: int = field(default=3, metadata={"min": 1})  # supervisor trigger

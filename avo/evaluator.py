@@ -149,7 +149,8 @@ class Evaluator:
                         confirm_source=best.source if best else None, best_version=best.version if best else None,
                         best_sha256=best.sha256 if best else "", best_geomean=best_geomean,
                         floor=self.floor, confirm_rounds=self.cfg.confirm_rounds, confirm_configs=tuple(self.screen),
-                        recheck_baselines=recheck, gpu_lock=str(gpu_pool.timing_lock(gpu)))
+                        recheck_baselines=recheck, gpu_lock=str(gpu_pool.timing_lock(gpu)),
+                        time_held_out_pool=not self.cache.has(key, self.suite_configs, self.columns))
         result = evaluate(source, **kw, stages=stages)
         result.env["gpu_id"] = gpu  # which of this host's GPUs measured it (the judge sees only "its" GPU)
         if best is not None:

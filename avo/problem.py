@@ -11,6 +11,8 @@ The judge (avo/harness/calls.py, judge.py) reads:
     Shape                  a frozen dataclass with .name, .dtype and .flops()
     SUITES, DEFAULT_SUITE  named lists of timed shapes; the default per device
     check_shapes(device), held_out_shapes(device, rng, n), compile_shapes(shapes)
+    held_out_pool(device)  (optional) every shape held_out_shapes draws from: a GPU's
+                           first judge times their baselines once, for its cache
     TOLERANCES[dtype]      {"atol", "rtol", "rel"}
     buffers(shape)         [(name, dims, dtype, role)], role "input" | "output":
                            the inputs in the order the entry takes them, one output

@@ -75,7 +75,8 @@ def _warn_idle_slots(settings: Settings) -> None:
     slots = len(gpu_pool.slots_for("cuda", 1, settings.cfg.harness.pipeline_depth))
     if settings.population < slots:
         print(f"avo: note: --population {settings.population} is below this host's {slots} evaluation slots "
-              f"(GPUs x harness.pipeline_depth): slots stay idle; use --population {3 * slots} or more",
+              f"(GPUs x harness.pipeline_depth): slots stay idle; use --population {4 * slots} "
+              f"(the default when evolve.candidates_per_generation is unset)",
               file=sys.stderr)
 
 

@@ -66,3 +66,20 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 def test_empty_sections_mean_defaults():
     assert config_from_dict({"report": None}) == Config()
+
+
+def test_a_generation_fills_every_gpu_slot_by_default(monkeypatch):
+    """Unset candidates_per_generation: 2 on a CPU; on GPUs 4 per evaluation slot (a generation
+    waits for its slowest candidate); a value in params.yaml or --population wins."""
+    from avo.evolution import default_population
+
+    cfg = config_from_dict({"harness": {"pipeline_depth": 3}})
+    assert cfg.evolve.candidates_per_generation is None
+    assert default_population("cpu", cfg) == 2
+    monkeypatch.setattr("avo.gpu_pool.visible_gpus", lambda: [0, 1])
+    assert default_population("cuda", cfg) == 4 * 2 * 3
+    monkeypatch.setattr("avo.gpu_pool.visible_gpus", lambda: [])
+    assert default_population("cuda", cfg) == 2  # no GPU: the preflight reports it, not this
+    with pytest.raises(ConfigError):
+        config_from_dict({"evolve": {"candidates_per_generation": 0}})
+    assert config_from_dict({"evolve": {"candidates_per_generation": 5}}).evolve.candidates_per_generation == 5

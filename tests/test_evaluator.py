@@ -197,3 +197,25 @@ def test_the_yardstick_is_the_best_version_on_the_gpu_model_the_run_measures_on(
     on_h100 = Population.from_records([{"device": "cuda", "suite": "mha", "gpu": "H100", "generation": 1}])
     assert run_yardstick(L(), on_h100, "cuda", "mha").version == 4
     assert run_yardstick(L(), Population.from_records([]), "cuda", "mha").version == 4  # nothing measured yet
+
+
+def test_the_judge_that_times_a_gpus_baselines_times_every_held_out_shape_too(tmp_path):
+    ev, fake = make(tmp_path), FakeJudge()
+    ev.judge("k1", "0", None, fake)
+    ev.judge("k2", "0", None, fake)
+    assert [c["stages"].time_held_out_pool for c in fake.calls] == [True, False]
+    assert fake.calls[0]["stages"].job_fields(tmp_path)["time_held_out_pool"] is True
+
+
+def test_every_held_out_draw_comes_from_the_problems_pool():
+    import random
+
+    from avo.problem import load_problem
+
+    for name in ("attention", "rmsnorm"):
+        problem = load_problem(Path(f"kernel_src/{name}/problem.py"))
+        for device in ("cuda", "cpu"):
+            pool = problem.held_out_pool(device)
+            assert len({s.name for s in pool}) == len(pool)
+            for seed in range(20):
+                assert set(problem.held_out_shapes(device, random.Random(seed), 2)) <= set(pool)

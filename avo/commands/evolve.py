@@ -38,7 +38,8 @@ def _quiet_prefect() -> None:
 
 def evolve(
     generations: int = typer.Option(None, help="Generations to run (default: params.yaml evolve.generations, 2)."),
-    population: int = typer.Option(None, help="Candidates per generation (default: evolve.candidates_per_generation, 2)."),
+    population: int = typer.Option(None, help="Candidates per generation (default: evolve.candidates_per_generation; "
+                                 "unset: 2 on a CPU, 4 x GPUs x harness.pipeline_depth on GPUs)."),
     operator: str = typer.Option(None, help="agent | heuristic | external (default: agent if a model is configured, "
                                             "else heuristic)."),
     model: str = typer.Option(None, help="Chat model for the agent operator, e.g. openai:gpt-4.1."),

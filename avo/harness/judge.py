@@ -88,11 +88,12 @@ class Judge(CascadeStages):
             suite = [] if self.quick else self.suite_shapes()
             timed = suite + ([] if self.quick else self.held_out_shapes())
             screening = bool(timed and self.job.get("screen"))
-            self.arena = arena_mod.create(self.device, self.arena_bytes(timed))
+            pool = self.held_out_pool() if timed and self.job.get("time_held_out_pool") else []
+            self.arena = arena_mod.create(self.device, self.arena_bytes(timed + pool))
             baselines = {}
             if timed and self.device == "cuda":  # a screened candidate's held-out shapes: if it passes the gate
-                with self.stage("baselines"):
-                    baselines = self.baselines_for(suite if screening else timed)
+                with self.stage("baselines"):  # (the pool: every held-out shape, for the GPU's cache)
+                    baselines = self.baselines_for(unique((suite if screening else timed) + pool))
             self.baselines = baselines
             with self.stage("load"):
                 host = self.start(self.job["candidate_path"], calls.entry(self.problem), "load", self.workdir)
@@ -282,6 +283,12 @@ class Judge(CascadeStages):
         draw = getattr(self.problem, "held_out_shapes", None)
         return draw(self.device, random.Random(self.seeds[3]), HELD_OUT[self.device]) if draw else []
 
+    def held_out_pool(self):
+        """Every shape held-out draws come from (problem.held_out_pool, optional), GPU only:
+        the first judge on a GPU times their baselines once for the orchestrator's cache."""
+        pool = getattr(self.problem, "held_out_pool", None)
+        return list(pool(self.device)) if pool and self.device == "cuda" else []
+
     def max_calls(self, shape) -> int:
         return max(1, min(MAX_CALLS[self.device], self.arena.nbytes // calls.call_bytes(shape, self.problem)))
 
@@ -290,6 +297,14 @@ class Judge(CascadeStages):
         need = max(calls.call_bytes(s, self.problem) * (MAX_CALLS[self.device] if s in timed else 2)
                    for s in shapes)
         return arena_mod.align(min(need, ARENA_BYTES[self.device]))
+
+
+def unique(shapes: list) -> list:
+    """`shapes` without repeats (by name), in order."""
+    first: dict = {}
+    for shape in shapes:
+        first.setdefault(shape.name, shape)
+    return list(first.values())
 
 
 def overfit_flag(suite: list, heldout: list) -> str:

@@ -121,6 +121,8 @@ class Stages:
     floor, the judge re-measures both in turns (confirm_rounds, on confirm_configs)
     recheck_baselines: configs whose baselines are timed again although cached (drift check)
     gpu_lock: a lock file per GPU; the judge holds it while it checks and times
+    time_held_out_pool: time the baselines of every held-out shape the problem can draw too
+    (the first judge on a GPU: later candidates past the gate then find them all cached)
     """
     baselines: dict = field(default_factory=dict)
     screen: tuple[str, ...] = ()
@@ -134,10 +136,12 @@ class Stages:
     confirm_configs: tuple[str, ...] = ()
     recheck_baselines: tuple[str, ...] = ()
     gpu_lock: str | None = None
+    time_held_out_pool: bool = False
 
     def job_fields(self, work: Path) -> dict:
         fields = dict(baselines=self.baselines, screen=list(self.screen), gate_tflops=self.gate_tflops,
-                      recheck_baselines=list(self.recheck_baselines), gpu_lock=self.gpu_lock)
+                      recheck_baselines=list(self.recheck_baselines), gpu_lock=self.gpu_lock,
+                      time_held_out_pool=self.time_held_out_pool)
         if self.confirm_source is not None and self.best_geomean is not None:
             best = work / "best.py"
             best.write_text(self.confirm_source)
