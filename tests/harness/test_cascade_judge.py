@@ -113,13 +113,16 @@ def test_on_a_gpu_every_check_shape_is_compiled_before_the_lock(device):
     judge = object.__new__(Judge)
     judge.device, judge.problem, judge.job = device, problem, {"suite": "avo", "configs": None}
     judge.result, called = EvalResult(status="ok"), []
-    judge.verified_batch = lambda host, shape, n, phase, **kw: called.append((shape, phase, n))
+    judge.verified_batch = lambda host, shape, n, phase, **kw: called.append((shape, phase, n, kw["full"]))
     judge.compile(host=None)
-    shapes = [s for s, _, _ in called]
-    assert all(phase == "compile" and n == 1 for _, phase, n in called)
+    shapes = [c[0] for c in called]
+    assert all(phase == "compile" and n == 1 for _, phase, n, _ in called)
     variants = problem.compile_shapes(problem.check_shapes(device) + problem.SUITES["avo"])
     if device == "cuda":
-        assert set(problem.check_shapes("cuda")) <= set(shapes)
+        checks = problem.check_shapes("cuda")
+        assert set(checks) <= set(shapes)
         assert set(problem.compile_shapes(problem.SUITES["avo"])) <= set(shapes)
+        # outside the lock a check shape is verified on sampled rows; every element later, under it
+        assert all(full == (shape not in checks) for shape, _, _, full in called)
     else:
-        assert shapes == variants
+        assert shapes == variants and all(full for *_, full in called)
