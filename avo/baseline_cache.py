@@ -25,6 +25,9 @@ from avo.atomic_files import atomic_write
 from avo.records import geomean
 
 
+KEEP_KERNELS = 64  # kernels' figures kept per GPU (the best and recent whole-suite candidates)
+
+
 class BaselineCache:
     def __init__(self, path: Path | None, drift_every_s: float = 600.0, tolerance: float = 0.03,
                  clock=time.time):
@@ -78,17 +81,37 @@ class BaselineCache:
             for config, backends in timed.items():
                 entry["rows"].setdefault(config, {}).update(backends)
             if env:
-                entry["env"] = {k: env.get(k) for k in ("gpu", "driver", "torch", "cudnn", "triton")}
+                entry["env"] = _software(env)
             self._save()
 
-    def add_measured(self, gpu: str, sha256: str, status: str, geomean_tflops: float | None,
-                     tflops: dict) -> None:
-        """A kernel's whole-suite figures on this GPU (status other than "ok": it could not
-        be measured here, and is not tried again until a drift clears the GPU's entry)."""
+    def check_software(self, gpu: str, env: dict) -> bool:
+        """False, and every row and kernel figure of the GPU dropped (to be timed again),
+        when a judge's record names another GPU model, driver, torch, cuDNN or Triton than
+        the cache's figures were timed with (a resumed run after an upgrade)."""
+        with self.lock:
+            entry = self.gpus.get(gpu)
+            now = _software(env)
+            if not entry or not entry.get("env") or entry["env"] == now:
+                return True
+            entry["events"].append({"at": round(self.clock(), 1), "action": "software changed: dropped",
+                                    "was": entry["env"], "now": now})
+            entry.update(rows={}, kernels={}, env=now)
+            self._save()
+            return False
+
+    def add_measured(self, gpu: str, kernel: str, status: str, geomean_tflops: float | None,
+                     tflops: dict, tries: int = 1) -> None:
+        """A kernel's whole-suite figures on this GPU (`kernel`: the caller's key, e.g. suite
+        and source hash; status other than "ok": it could not be measured here). The newest
+        KEEP_KERNELS are kept."""
         with self.lock:
             entry = self.gpus.setdefault(gpu, {"rows": {}, "checked_at": self.clock(), "events": []})
-            entry.setdefault("kernels", {})[sha256] = {"status": status, "geomean": geomean_tflops,
-                                                       "tflops": dict(tflops), "at": round(self.clock(), 1)}
+            kernels = entry.setdefault("kernels", {})
+            kernels.pop(kernel, None)  # re-inserted last: the dict's order is the age
+            kernels[kernel] = {"status": status, "geomean": geomean_tflops, "tflops": dict(tflops),
+                               "tries": tries, "at": round(self.clock(), 1)}
+            for old in list(kernels)[:-KEEP_KERNELS]:
+                del kernels[old]
             self._save()
 
     def check_drift(self, gpu: str, fresh: dict) -> float | None:
@@ -121,3 +144,7 @@ class BaselineCache:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, json.dumps({"gpus": self.gpus}, indent=1))
+
+
+def _software(env: dict) -> dict:
+    return {k: env.get(k) for k in ("gpu", "driver", "torch", "cudnn", "triton")}

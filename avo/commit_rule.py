@@ -88,9 +88,29 @@ def decide(result: EvalResult, best: Best | None, rule: Rule) -> tuple[bool, str
     g = result.geomean_tflops
     if not (g > 0 and math.isfinite(g)):
         return False, f"geomean {g!r} TFLOPS is not a positive number"
+    if best is None and not on_cpu(result) and (result.env or {}).get("yardstick"):
+        # no version of this GPU model and suite, but the search has a best elsewhere: the
+        # orchestrator timed it on this GPU (avo/evaluator.py writes env.yardstick after the
+        # judge returns; the judged process cannot). Beat it there, or nothing commits
+        best = yardstick_here(result)
+        if best is None:
+            y = result.env["yardstick"]
+            return False, (f"basis geomean: v{y.get('version')}, the best, could not be timed on this GPU "
+                           f"model and suite, and the lineage has no version of them: nothing commits here "
+                           f"until it is")
     if best is None:
         return True, f"first comparable version: geomean {g:.4g} TFLOPS"
     return _cpu(result, best, rule) if on_cpu(result) else _gpu(result, best, rule)
+
+
+def yardstick_here(result: EvalResult) -> Best | None:
+    """The search's best as the orchestrator timed it on the candidate's GPU and suite
+    (env.yardstick.here_geomean), if it could."""
+    y = result.env.get("yardstick") or {}
+    here = y.get("here_geomean")
+    if not (isinstance(here, (int, float)) and here > 0 and math.isfinite(here)):
+        return None
+    return Best(y.get("version"), float(here), y.get("sha256") or "")
 
 
 def _cpu(result: EvalResult, best: Best, rule: Rule) -> tuple[bool, str]:

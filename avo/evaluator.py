@@ -72,6 +72,10 @@ def run_yardstick(lineage, population, device: str, suite: str | None) -> Yardst
     return yardstick_of(max(pool, key=lambda v: (v.result.geomean_tflops, -v.number), default=None))
 
 
+TRANSIENT = ("timeout", "crashed")  # a failed timing of the best that another try may pass
+TRIES = 2  # tries of the best on one GPU and suite, per drift interval
+
+
 class Evaluator:
     def __init__(self, cfg: HarnessConfig, *, device: str, suite: str, suite_configs: list[str],
                  problem_path: Path, floor: float, cache_path: Path | None = None,
@@ -104,30 +108,48 @@ class Evaluator:
             warm_up = self._gpu_locks.setdefault(key, threading.Lock())
         measured_best = None
         with warm_up:  # the first judge on a GPU times its baselines and the best; the others wait and reuse them
-            if best is not None and self.cache.measured(key, best.sha256) is None:
+            if best is not None and self._needs_measuring(key, best):
                 measured_best = self._measure_best(best, gpu, evaluate, kw)
             if not self.cache.has(key, self.suite_configs, self.columns):
                 return self._judge(source, gpu, self._here(key, best), evaluate, kw, (), measured_best)
         recheck = tuple(self.screen) if self.cache.drift_check_due(key) else ()
         return self._judge(source, gpu, self._here(key, best), evaluate, kw, recheck, measured_best)
 
+    def _needs_measuring(self, key: str, best: Yardstick) -> bool:
+        """Not yet timed here on this suite; or its last try failed in a way that may pass on
+        another (a timeout, a crash: the GPU or the host, not the kernel), at most TRIES times."""
+        found = self.cache.measured(key, self._kernel_key(best.sha256))
+        if found is None:
+            return True
+        return found.get("status") in TRANSIENT and found.get("tries", 1) < TRIES
+
     def _measure_best(self, best: Yardstick, gpu, evaluate, kw) -> dict:
         """The best version, whole suite, on this GPU (no gate, nothing to confirm); its
-        figures join the cache (by _judge). What it cost goes into the next record."""
-        result = self._judge(best.source, gpu, None, evaluate, kw, ())
-        whole = self._whole_suite(result)  # if not, it is not tried again on this GPU: the record stands
-        self.cache.add_measured(self.key(gpu), best.sha256, result.status if whole or not result.ok else "partial",
+        figures join the cache. What it cost goes into the next record."""
+        key, kernel = self.key(gpu), self._kernel_key(best.sha256)
+        tries = (self.cache.measured(key, kernel) or {}).get("tries", 0) + 1
+        try:
+            result = self._judge(best.source, gpu, None, evaluate, kw, ())
+        except Exception as e:  # noqa: BLE001  (the harness's own failure: tried again, at most TRIES times)
+            self.cache.add_measured(key, kernel, "crashed", None, {}, tries=tries)
+            return {"version": best.version, "status": "crashed", "error": f"{type(e).__name__}: {e}"[:200]}
+        whole = self._whole_suite(result)
+        self.cache.add_measured(key, kernel, result.status if whole or not result.ok else "partial",
                                 result.geomean_tflops if whole else None,
-                                {t.config: t.tflops for t in result.timings} if whole else {})
+                                {t.config: t.tflops for t in result.timings} if whole else {}, tries=tries)
         return {"version": best.version, "status": result.status, "geomean": round(result.geomean_tflops, 2),
                 "gpu_s": round(result.gpu_s, 2), "wall_s": round(result.wall_s, 2)}
 
     def _here(self, key: str, best: Yardstick | None) -> Yardstick | None:
-        """`best` with its figures on this GPU, where it could be measured here."""
-        found = self.cache.measured(key, best.sha256) if best is not None else None
-        if not found or found.get("status") != "ok":
+        """`best` with its figures on this GPU and suite, where it could be measured here."""
+        found = self.cache.measured(key, self._kernel_key(best.sha256)) if best is not None else None
+        if not found or found.get("status") != "ok" or not set(self.suite_configs) <= set(found["tflops"]):
             return best
         return replace(best, here_geomean=found["geomean"], here_tflops=found["tflops"])
+
+    def _kernel_key(self, sha256: str) -> str:
+        """A kernel's figures are per GPU (the cache's key) and suite."""
+        return f"{self.suite}:{sha256}"
 
     def _judge(self, source, gpu, best, evaluate, kw, recheck, measured_best=None) -> EvalResult:
         key = self.key(gpu)
@@ -139,7 +161,7 @@ class Evaluator:
             # figures do); a candidate below either cannot commit. A record of another model or
             # suite gates nothing: its figures are not this GPU's
             like = best.gpu == self.cache.gpu_model(key) and best.suite in (None, self.suite)
-            sources = [(best.tflops, best.geomean)] if like or best.here_geomean is None else []
+            sources = [(best.tflops, best.geomean)] if like else []
             sources += [(best.here_tflops, best.here_geomean)] if best.here_geomean is not None else []
             gates = [cascade.gate_tflops([figures.get(c, 0.0) for c in self.screen], self.cfg.screen_slack)
                      for figures, _ in sources if figures]
@@ -161,6 +183,8 @@ class Evaluator:
                                        "here_geomean": best.here_geomean and round(best.here_geomean, 2)}
         if measured_best:
             result.env["yardstick_measured"] = measured_best  # GPU time this record's judge waited on
+        if result.env.get("gpu") and not self.cache.check_software(key, result.env):
+            result.env["baseline_cache"] = "dropped: the GPU's software changed since its figures were timed"
         timed = result.env.get("baselines_timed") or {}
         fresh = {c: timed[c] for c in recheck if c in timed}
         if fresh:
@@ -170,7 +194,7 @@ class Evaluator:
         if self._whole_suite(result):  # a later yardstick, if it becomes the best
             from avo.candidate import source_sha256
 
-            self.cache.add_measured(key, source_sha256(source), "ok", result.geomean_tflops,
+            self.cache.add_measured(key, self._kernel_key(source_sha256(source)), "ok", result.geomean_tflops,
                                     {t.config: t.tflops for t in result.timings})
         return result
 

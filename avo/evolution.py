@@ -95,7 +95,7 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
         raise ValueError(f"unknown suite {suite!r}; known: {', '.join(problem.SUITES)}")
     return Settings(cfg=cfg, root=root, lineage_root=lineage, seed_path=seed_file, problem_path=problem_file,
                     device=resolved_device, suite=suite,
-                    population=ev.candidates_per_generation or default_population(resolved_device, cfg),
+                    population=ev.candidates_per_generation or default_population(resolved_device, cfg, chosen),
                     budget=budget, operator=chosen, model=agent.model, dask_address=ev.dask_address,
                     state_file=state_path(root / ev.state_dir, lineage), knowledge_root=root / "knowledge_base")
 
@@ -103,9 +103,10 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
 CANDIDATES_PER_SLOT = 4  # a GPU generation's default size, per evaluation slot
 
 
-def default_population(device: str, cfg: Config) -> int:
+def default_population(device: str, cfg: Config, operator: str = "heuristic") -> int:
     """Candidates per generation when params.yaml and --population leave it open: 2 on a
-    CPU; on GPUs enough to keep every slot of this host busy past the slowest candidate."""
+    CPU; on GPUs enough to keep every slot of this host busy past the slowest candidate
+    (heuristic), or one per slot when each proposal is a model's work (agent, external)."""
     if device != "cuda":
         return 2
     from avo import gpu_pool
@@ -114,7 +115,7 @@ def default_population(device: str, cfg: Config) -> int:
         slots = len(gpu_pool.slots_for("cuda", cfg.evolve.cpu_eval_slots, cfg.harness.pipeline_depth))
     except RuntimeError:  # no GPU visible: the run's preflight says so in one line
         return 2
-    return max(2, CANDIDATES_PER_SLOT * slots)
+    return max(2, (CANDIDATES_PER_SLOT if operator == "heuristic" else 1) * slots)
 
 
 def _follow_problem(cfg: Config, root: Path, configured: Path, lineage: Path, device: str, explicit: bool):

@@ -106,18 +106,6 @@ def comparable(a: EvalResult, b: EvalResult) -> bool:
             and a.env.get("gpu") == b.env.get("gpu"))
 
 
-def yardstick_here(result: EvalResult) -> Best | None:
-    """The lineage's best as the orchestrator timed it on the candidate's GPU, suite and
-    session (avo/evaluator.py writes env.yardstick; a candidate cannot). A lineage recorded
-    on another GPU model or suite has nothing comparable, and without this the first
-    candidate to finish there would commit however slow it is."""
-    y = result.env.get("yardstick") if isinstance(result.env, dict) else None
-    here = (y or {}).get("here_geomean")
-    if not (isinstance(here, (int, float)) and here > 0):
-        return None
-    return Best(y.get("version"), float(here), y.get("sha256") or "")
-
-
 def measured_effect(result: EvalResult, parent: EvalResult | None) -> dict[str, float]:
     """Per configuration, TFLOPS relative to the parent (1.05 = 5% faster)."""
     if parent is None or not result.ok or not comparable(result, parent):
@@ -179,9 +167,7 @@ class Lineage:
         modelled from its source with `rule.model_of` when given)."""
         if not on_cpu(result):
             v = self.best(comparable_to=result)
-            if v is None:  # no version of this GPU model and suite yet: the best as timed here, if it was
-                return yardstick_here(result)
-            return Best(v.number, v.geomean, v.sha256, v.result.model)
+            return None if v is None else Best(v.number, v.geomean, v.sha256, v.result.model)
         pool = [v for v in self.versions() if v.result.ok and comparable(v.result, result)]
         if not pool:
             return None

@@ -122,9 +122,11 @@ def run_pool(label: str, items: list[tuple[str, str]], gpus: list[int], cascade:
     timer = threading.Timer(wall_s, kill_my_judges)
     if cut:
         timer.start()
-    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-        list(pool.map(one, items))
-    timer.cancel()
+    try:
+        with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+            list(pool.map(one, items))
+    finally:
+        timer.cancel()
     if cut:  # what the kill stopped is not an evaluation
         for r in rows:
             r["cut"] = r["end"] > wall_s

@@ -81,3 +81,15 @@ def test_kernel_figures_are_kept_per_gpu_survive_a_restart_and_go_with_a_drift(t
     assert cache.measured("g", "sha-best") is not None
     cache.check_drift("g", rows(500.0))  # the GPU changed: the best is measured again, with the baselines
     assert cache.measured("g", "sha-best") is None
+
+
+def test_only_the_newest_kernel_figures_are_kept(tmp_path):
+    from avo.baseline_cache import KEEP_KERNELS
+
+    cache = BaselineCache(tmp_path / "baselines.json")
+    for i in range(KEEP_KERNELS + 5):
+        cache.add_measured("g", f"k{i}", "ok", 1.0, {"a": 1.0})
+    cache.add_measured("g", "k0", "ok", 2.0, {"a": 2.0})  # measured again: the newest now
+    assert cache.measured("g", "k1") is None and cache.measured("g", "k5") is None
+    assert cache.measured("g", "k0")["geomean"] == 2.0 and cache.measured("g", f"k{KEEP_KERNELS + 4}")
+    assert len(BaselineCache(tmp_path / "baselines.json").gpus["g"]["kernels"]) == KEEP_KERNELS

@@ -78,6 +78,7 @@ def test_a_generation_fills_every_gpu_slot_by_default(monkeypatch):
     assert default_population("cpu", cfg) == 2
     monkeypatch.setattr("avo.gpu_pool.visible_gpus", lambda: [0, 1])
     assert default_population("cuda", cfg) == 4 * 2 * 3
+    assert default_population("cuda", cfg, "agent") == 2 * 3  # a model's proposals: one per slot
     monkeypatch.setattr("avo.gpu_pool.visible_gpus", lambda: [])
     assert default_population("cuda", cfg) == 2  # no GPU: the preflight reports it, not this
     with pytest.raises(ConfigError):

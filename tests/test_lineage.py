@@ -204,6 +204,11 @@ def test_on_a_new_gpu_model_a_candidate_must_beat_the_best_as_timed_there(seeded
     assert not slow.committed and "v0 150" in slow.reason  # 109.5 geomean < v0 as timed here
     unconfirmed = seeded.commit(make_candidate("# fast, unconfirmed\n"), on_h200((170.0, 160.0)), rule)
     assert not unconfirmed.committed and "no confirmation" in unconfirmed.reason
+    # the best could not be timed there: nothing commits, however fast
+    unmeasured = on_h200((900.0, 900.0))
+    unmeasured.env["yardstick"]["here_geomean"] = None
+    refused = seeded.commit(make_candidate("# unmeasured yardstick\n"), unmeasured, rule)
+    assert not refused.committed and "could not be timed" in refused.reason
     confirmed = on_h200((170.0, 160.0), {"best_version": 0, "best_sha256": sha0, "ratio": 1.08, "spread": 0.004,
                                           "rounds": 3})
     d = seeded.commit(make_candidate("# fast, confirmed\n"), confirmed, rule)
