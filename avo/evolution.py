@@ -103,16 +103,22 @@ def resolve(*, params_path: str | None = None, generations: int | None = None, p
 CANDIDATES_PER_SLOT = 4  # a GPU generation's default size, per evaluation slot
 
 
+def evaluation_slots(device: str, cfg: Config) -> list:
+    """This host's lease pool for a run (avo.gpu_pool): GPUs x harness.pipeline_depth on
+    cuda, evolve.cpu_eval_slots on a CPU."""
+    from avo import gpu_pool
+
+    return gpu_pool.slots_for(device, cfg.evolve.cpu_eval_slots, cfg.harness.pipeline_depth)
+
+
 def default_population(device: str, cfg: Config, operator: str = "heuristic") -> int:
     """Candidates per generation when params.yaml and --population leave it open: 2 on a
     CPU; on GPUs enough to keep every slot of this host busy past the slowest candidate
     (heuristic), or one per slot when each proposal is a model's work (agent, external)."""
     if device != "cuda":
         return 2
-    from avo import gpu_pool
-
     try:
-        slots = len(gpu_pool.slots_for("cuda", cfg.evolve.cpu_eval_slots, cfg.harness.pipeline_depth))
+        slots = len(evaluation_slots("cuda", cfg))
     except RuntimeError:  # no GPU visible: the run's preflight says so in one line
         return 2
     return max(2, (CANDIDATES_PER_SLOT if operator == "heuristic" else 1) * slots)

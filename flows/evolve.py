@@ -23,9 +23,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from avo import gpu_pool, live
+from avo import live
 from avo.budget import exhausted, left, target_met
-from avo.evolution import Settings, resolve
+from avo.evolution import Settings, evaluation_slots, resolve
 from avo.lineage import Lineage, seed_candidate
 from avo.promotion import promote
 from avo.run_state import load_or_start, save
@@ -72,7 +72,7 @@ def _warn_idle_slots(settings: Settings) -> None:
     leave GPUs idle for all of it."""
     if settings.device != "cuda" or settings.dask_address:
         return
-    slots = len(gpu_pool.slots_for("cuda", 1, settings.cfg.harness.pipeline_depth))
+    slots = len(evaluation_slots("cuda", settings.cfg))
     if settings.population < slots:
         print(f"avo: note: --population {settings.population} is below this host's {slots} evaluation slots "
               f"(GPUs x harness.pipeline_depth): slots stay idle; use --population {4 * slots} "

@@ -26,7 +26,7 @@ from avo import gpu_pool, live
 from avo.candidate import Candidate
 from avo.cost_basis import modelled_score
 from avo.evaluator import Yardstick, evaluator_for, run_yardstick
-from avo.evolution import Settings, current_directions
+from avo.evolution import Settings, current_directions, evaluation_slots
 from avo.harness import evaluate as harness_evaluate  # tests swap this for a fake
 from avo.lineage import Lineage
 from avo.operators.base import VaryContext
@@ -102,7 +102,7 @@ def judge(source: str, settings: Settings, stoppable: bool = True, best: Yardsti
           **overrides) -> tuple[EvalResult | None, object]:
     """The harness on a leased device slot (avo.evaluator: the cascade on a GPU, whose
     judges take turns measuring). None if a stop was requested while waiting."""
-    slots = gpu_pool.slots_for(settings.device, settings.cfg.evolve.cpu_eval_slots, settings.cfg.harness.pipeline_depth)
+    slots = evaluation_slots(settings.device, settings.cfg)
     with gpu_pool.lease(slots) as device_slot:
         if stoppable and live.stop_requested():  # checked after the wait: only running work finishes
             return None, device_slot
