@@ -180,6 +180,8 @@ def attempt_record(candidate, result, decision, measured: dict | None = None) ->
         "stage": (result.cascade or {}).get("stage"), "stopped": (result.cascade or {}).get("stopped") or "",
         "confirm_ratio": (result.confirm or {}).get("ratio"), "gpu_s": round(result.gpu_s, 3),
         "gpu_id": result.env.get("gpu_id"), "gpu_held": result.env.get("gpu_held") or [],
+        # the judge's wall seconds per stage and inside timed batches: where an evaluation's time went
+        "stage_s": result.env.get("stage_s") or {}, "kernel_s": result.env.get("kernel_s"),
         **model_cost(candidate.meta),
     }
 

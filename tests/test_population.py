@@ -39,3 +39,20 @@ def test_summary_is_the_lineage_attempts_text():
     assert text.startswith("Last 2 attempts") and "committed as v1" in text
     assert Population([]).summary() == "Attempts: none yet."
     assert pop.before(1).attempts == pop.attempts[:1]
+
+
+def test_an_attempt_line_keeps_where_the_evaluation_time_went():
+    """The judge's stage clock and its seconds inside timed batches go into attempts.jsonl,
+    so a run's throughput can be read back per stage (benchmarks/evolve_stages.py)."""
+    from avo.candidate import Candidate, Technique
+    from avo.population import attempt_record
+    from avo.records import EvalResult
+
+    cand = Candidate(source="x = 1\n", parent=0, operator="heuristic", technique=Technique(name="BLOCK_N=64"))
+
+    result = EvalResult(status="ok", device="cuda", suite="avo")
+    result.env.update(stage_s={"load": 8.0, "compile": 20.5, "screen": 3.1}, kernel_s=0.61)
+    line = attempt_record(cand, result, None)
+    assert line["stage_s"] == {"load": 8.0, "compile": 20.5, "screen": 3.1} and line["kernel_s"] == 0.61
+    bare = attempt_record(cand, EvalResult(status="crashed"), None)
+    assert bare["stage_s"] == {} and bare["kernel_s"] is None

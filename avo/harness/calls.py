@@ -57,6 +57,8 @@ class Call:
     offsets: dict  # buffer name -> byte offset in the arena
     late: tuple  # (input name, dim, indices, factor): the problem's late_change
     rows: torch.Tensor  # [R, ndim-1]: sampled rows of the output (indices of its leading dims)
+    late_picks: torch.Tensor | None = None  # the late change's indices on the device, made once by stage()
+    rows_device: torch.Tensor | None = None  # rows on the device, made once by stage()
 
 
 @dataclass
@@ -128,6 +130,7 @@ def stage(batch: Batch, arena, problem, device: str) -> None:
         view(arena, batch, c, out_name).fill_(float("nan"))
         name, dim, picks, factor = c.late
         _check_factor(factor)
+        c.late_picks = torch.as_tensor(picks, dtype=torch.long, device=device)  # reused by verify()
         dims, dt = dims_of[name]
         if batch.late_dtype and batch.late_dtype != dt:
             raise ValueError("late changes of one batch must share a dtype")
@@ -135,7 +138,8 @@ def stage(batch: Batch, arena, problem, device: str) -> None:
         idx = c.offsets[name] // _itemsize(dt) + flat_index(dims, dim, picks, device)
         late_idx.append(idx)
         late_val.append(arena.flat.view(_dtype(dt))[idx] * factor)
-        row = _row_number(c.rows.to(device), out_dims)
+        c.rows_device = c.rows.to(device)  # reused by verify()
+        row = _row_number(c.rows_device, out_dims)
         lin = row[:, None] * out_dims[-1] + torch.arange(out_dims[-1], device=device)[None, :]
         snap_idx.append((c.offsets[out_name] // _itemsize(out_dtype) + lin).reshape(-1))
     batch.late_index, batch.late_values = torch.cat(late_idx), torch.cat(late_val)
@@ -166,7 +170,9 @@ def verify(batch: Batch, arena, problem, device: str, record) -> None:
     for j, c in enumerate(batch.calls):
         inputs = problem.inputs(shape, device, c.seed, c.params)
         name, dim, picks, factor = c.late
-        t, picks = inputs[name], torch.as_tensor(picks, dtype=torch.long, device=device)
+        t = inputs[name]
+        picks = c.late_picks if c.late_picks is not None and c.late_picks.device == t.device \
+            else torch.as_tensor(picks, dtype=torch.long, device=t.device)
         t.index_copy_(dim, picks, t.index_select(dim, picks) * factor)
         for name, _, _, role in batch.buffers:
             if role == "input" and not torch.equal(view(arena, batch, c, name), inputs[name]):
@@ -174,7 +180,8 @@ def verify(batch: Batch, arena, problem, device: str, record) -> None:
         out = view(arena, batch, c, out_name)
         n = c.rows.shape[0]  # this call's sampled rows, in the order the snapshot gathered them
         snap, start = batch.snapshot[start:start + n * d].view(n, d), start + n * d
-        rows = c.rows.to(out.device)
+        rows = c.rows_device if c.rows_device is not None and c.rows_device.device == out.device \
+            else c.rows.to(out.device)
         final = out[tuple(rows.t())]
         where = f"{shape.name} ({batch.phase}, call {j + 1} of {len(batch.calls)})"
         if not bool(torch.isfinite(snap.float()).all()) and bool(torch.isfinite(final.float()).all()):
@@ -195,16 +202,21 @@ def verify(batch: Batch, arena, problem, device: str, record) -> None:
 
 
 def compare(out, ref, tol) -> tuple[float, float, str]:
+    """(max_abs, rel, reason) of out against ref, computed in ref's dtype on ref's device
+    and brought to the host in one transfer; reason is "" when out is within tol."""
     o = out.to(ref.dtype)
-    finite = torch.isfinite(o)
-    if not bool(finite.all()):
-        return math.inf, math.inf, f"{int((~finite).sum())} NaN/Inf elements in the output"
+    f64 = torch.float64  # counts summed in float64: exact to 2^53 elements
+    n_finite = torch.isfinite(o).sum(dtype=f64)
     diff = (o - ref).abs()
-    max_abs = float(diff.max()) if diff.numel() else 0.0
-    rel = float(diff.norm() / ref.norm().clamp_min(1e-30))
-    n_bad = int((diff > tol["atol"] + tol["rtol"] * ref.abs()).sum())
+    max_abs = diff.max() if diff.numel() else diff.new_zeros(())
+    rel = diff.norm() / ref.norm().clamp_min(1e-30)
+    n_bad = (diff > tol["atol"] + tol["rtol"] * ref.abs()).sum(dtype=f64)
+    # one transfer; stack promotes to float64, which holds a float32 max_abs and rel exactly
+    n_finite, max_abs, rel, n_bad = torch.stack([n_finite, max_abs, rel, n_bad]).tolist()
+    if n_finite != o.numel():
+        return math.inf, math.inf, f"{o.numel() - int(n_finite)} NaN/Inf elements in the output"
     if n_bad or rel > tol["rel"]:
-        return max_abs, rel, f"{n_bad} of {diff.numel()} elements out of tolerance, rel err {rel:.2e}"
+        return max_abs, rel, f"{int(n_bad)} of {diff.numel()} elements out of tolerance, rel err {rel:.2e}"
     return max_abs, rel, ""
 
 

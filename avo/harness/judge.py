@@ -140,25 +140,16 @@ class Judge(CascadeStages):
         return host
 
     def compile(self, host: Host, shapes: list | None = None) -> None:
-        """One small call per variant of `shapes` (default: every check and suite shape).
-        On a GPU the default is the suite's variants and every check shape itself: a kernel
-        may specialise on more than the problem's variants say (a length of 1, a whole
-        number of tiles), and a check shape compiled here compiles nothing under the GPU
-        lock (H200: v4's check stage held the lock 17-19 s, mostly compiling). Check shapes
-        are small: the candidate's call is well under a millisecond of another candidate's
-        timing, and it is verified on sampled rows only (a whole reference of the larger
-        ones is GPU work of its own; the check stage compares every element, under the lock)."""
+        """One call of each shape compile_plan gives (or of `shapes`' compile shapes), under
+        the compile watchdog, outside the GPU lock. On a GPU every call is verified on
+        sampled rows only: a whole fp32 reference of the larger ones is GPU work beside
+        another candidate's timing (the check stage compares every element, under the lock)."""
         t0 = clock()
         wrong = None  # a variant that runs but is wrong: reported after every variant has compiled
-        checks = self.check_shapes() if shapes is None and self.device == "cuda" else []
-        if checks:
-            todo = self.problem.compile_shapes(self.suite_shapes()) + checks
-        else:
-            todo = self.problem.compile_shapes(self.check_shapes() + self.suite_shapes() if shapes is None
-                                               else shapes)
-        for shape in todo:  # one per variant
+        todo = self.compile_plan() if shapes is None else self.problem.compile_shapes(shapes)
+        for shape in todo:
             try:
-                self.verified_batch(host, shape, 1, "compile", full=shape not in checks, vary=False,
+                self.verified_batch(host, shape, 1, "compile", full=self.device != "cuda", vary=False,
                                     timeout_s=COMPILE_TIMEOUT_S[self.device])
             except Verdict as v:
                 if v.status != "incorrect":
@@ -167,6 +158,19 @@ class Judge(CascadeStages):
         if wrong:
             raise wrong
         self.result.compile_stats = {"compile_s": round(clock() - t0, 3)}
+
+    def compile_plan(self) -> list:
+        """What the compile stage calls. On a GPU: the problem's compile shapes of the
+        timed shapes (the suite and this run's held-out draws: the smallest shapes that
+        compile as they do), then every check shape itself: a kernel may specialise on
+        more than the problem knows (a length of 1, a whole number of tiles), and a shape
+        compiled here compiles nothing under the GPU lock (H200: v4's check stage held the
+        lock 17-19 s, mostly compiling; H100: v4's timed shapes ~1.5 s each). The
+        interpreter compiles nothing: one small call per variant is enough there."""
+        if self.device != "cuda":
+            return self.problem.compile_shapes(self.check_shapes() + self.suite_shapes())
+        timed = [] if self.quick else self.suite_shapes() + self.held_out_shapes()
+        return unique(self.problem.compile_shapes(timed) + self.check_shapes())
 
     def check(self, host: Host, phase: str, seed: int, part: int | None = None) -> None:
         """Every check shape; part n > 0: the first n only, n < 0: all but the first -n."""
@@ -296,7 +300,7 @@ class Judge(CascadeStages):
         return max(1, min(MAX_CALLS[self.device], self.arena.nbytes // calls.call_bytes(shape, self.problem)))
 
     def arena_bytes(self, timed: list) -> int:
-        shapes = timed + self.check_shapes() + self.problem.compile_shapes(self.check_shapes() + self.suite_shapes())
+        shapes = timed + self.check_shapes() + self.compile_plan()
         need = max(calls.call_bytes(s, self.problem) * (MAX_CALLS[self.device] if s in timed else 2)
                    for s in shapes)
         return arena_mod.align(min(need, ARENA_BYTES[self.device]))

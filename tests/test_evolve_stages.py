@@ -1,0 +1,37 @@
+"""benchmarks/evolve_stages.py: an evolve run's throughput read back from its leg log and
+attempts.jsonl (the figures the README quotes for the 4-GPU run)."""
+import importlib.util
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("evolve_stages", Path(__file__).parents[1] / "benchmarks/evolve_stages.py")
+evolve_stages = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(evolve_stages)
+
+
+def attempt(epoch, stage, held, stopped="", committed=False):
+    return {"time": datetime.fromtimestamp(epoch, timezone.utc).isoformat(), "device": "cuda", "gpu_id": 0,
+            "technique": {"name": "BLOCK_N=64"}, "status": "ok", "stage": stage, "stopped": stopped,
+            "committed": committed, "version": 5 if committed else None, "gpu_held": held,
+            "stage_s": {"load": 8.0, "screen": 3.0}, "kernel_s": 0.6, "geomean_tflops": 600.0, "wall_s": 40.0}
+
+
+def test_counts_the_attempts_inside_each_leg_per_gpu_minute(tmp_path):
+    log = tmp_path / "legs.log"
+    log.write_text("0, NVIDIA H200, ...\n== leg start 1000 gpus=0,1,2,3 seconds=240\nnoise\n== leg end 1300 rc=0\n"
+                   "== leg start 2000 gpus=0,1 seconds=60\n== leg end 2060 rc=137\n")
+    lines = [attempt(900, "screen", [[1.0, 2.0]], stopped="screened out"),  # before the first leg: not counted
+             attempt(1100, "screen", [[1.0, 4.0]], stopped="screened out"),
+             attempt(1200, "screen", [[1.0, 6.0]], stopped="screened out"),
+             attempt(1290, "full", [[1.0, 15.0], [20.0, 22.0]], committed=True),
+             attempt(2030, "full", [[1.0, 11.0]])]
+    attempts = tmp_path / "attempts.jsonl"
+    attempts.write_text("".join(json.dumps(a) + "\n" for a in lines) + "{torn line\n")
+    s = evolve_stages.summarise(evolve_stages.read_legs(log), evolve_stages.read_attempts(attempts))
+    one, two = s["legs"]
+    assert (one["evaluated"], one["minutes"], one["gpus"], one["committed"]) == (3, 5.0, 4, 1)
+    assert one["per_gpu_minute"] == round(3 / 5 / 4, 3) and one["median_lock_s_screened_out"] == 4.0
+    assert one["median_lock_s_full"] == 16.0  # both holds of one evaluation
+    assert (two["evaluated"], two["per_gpu_minute"]) == (1, 0.5)
+    assert s["evaluated"] == 4 and s["gpu_minutes"] == 22.0 and s["per_gpu_minute"] == round(4 / 22, 3)
