@@ -99,7 +99,7 @@ class Judge(CascadeStages):
                 host = self.start(self.job["candidate_path"], calls.entry(self.problem), "load", self.workdir)
             self.result.sandbox = host.level
             with self.stage("compile"):  # outside the GPU lock: compiling overlaps another candidate's timing
-                self.compile(host)
+                self.compile(host, self.compile_plan("screen" if screening else "all"))
             with self.gpu_lock():
                 with self.stage("check"):  # a screened candidate is checked in full only if it passes the gate
                     self.check(host, "check", self.seeds[1], QUICK_CHECKS if screening else None)
@@ -139,14 +139,13 @@ class Judge(CascadeStages):
             raise Verdict("compile_error", f"{what}: {reply['error']}")
         return host
 
-    def compile(self, host: Host, shapes: list | None = None) -> None:
-        """One call of each shape compile_plan gives (or of `shapes`' compile shapes), under
-        the compile watchdog, outside the GPU lock. On a GPU every call is verified on
-        sampled rows only: a whole fp32 reference of the larger ones is GPU work beside
-        another candidate's timing (the check stage compares every element, under the lock)."""
+    def compile(self, host: Host, todo: list) -> None:
+        """One call of each shape in `todo`, under the compile watchdog, outside the GPU lock.
+        On a GPU every call is verified on sampled rows only: a whole fp32 reference of the
+        larger ones is GPU work beside another candidate's timing (the check stage compares
+        every element, under the lock)."""
         t0 = clock()
         wrong = None  # a variant that runs but is wrong: reported after every variant has compiled
-        todo = self.compile_plan() if shapes is None else self.problem.compile_shapes(shapes)
         for shape in todo:
             try:
                 self.verified_batch(host, shape, 1, "compile", full=self.device != "cuda", vary=False,
@@ -157,20 +156,34 @@ class Judge(CascadeStages):
                 wrong = wrong or v
         if wrong:
             raise wrong
-        self.result.compile_stats = {"compile_s": round(clock() - t0, 3)}
+        spent = self.result.compile_stats.get("compile_s", 0.0) if self.result.compile_stats else 0.0
+        self.result.compile_stats = {"compile_s": round(spent + clock() - t0, 3)}
 
-    def compile_plan(self) -> list:
+    def compile_plan(self, part: str = "all") -> list:
         """What the compile stage calls. On a GPU: the problem's compile shapes of the
         timed shapes (the suite and this run's held-out draws: the smallest shapes that
         compile as they do), then every check shape itself: a kernel may specialise on
         more than the problem knows (a length of 1, a whole number of tiles), and a shape
         compiled here compiles nothing under the GPU lock (H200: v4's check stage held the
-        lock 17-19 s, mostly compiling; H100: v4's timed shapes ~1.5 s each). The
-        interpreter compiles nothing: one small call per variant is enough there."""
+        lock 17-19 s, mostly compiling; H100: v4's timed shapes ~1.5 s each).
+        part "screen": only what a screened candidate runs before the gate (the screen's
+        configs and the quick check's shapes); "rest": the others, compiled past the gate
+        with the lock let go (most candidates stop at the screen: ~60% of the compile saved).
+        The interpreter compiles nothing: one small call per variant is enough there."""
         if self.device != "cuda":
-            return self.problem.compile_shapes(self.check_shapes() + self.suite_shapes())
+            return [] if part == "rest" else self.problem.compile_shapes(self.check_shapes() + self.suite_shapes())
         timed = [] if self.quick else self.suite_shapes() + self.held_out_shapes()
-        return unique(self.problem.compile_shapes(timed) + self.check_shapes())
+        every = unique(self.problem.compile_shapes(timed) + self.check_shapes())
+        if part == "all":
+            return every
+        names = set(self.job.get("screen") or [])
+        screen = unique(self.problem.compile_shapes([s for s in timed if s.name in names])
+                        + self.check_shapes()[:QUICK_CHECKS])
+        if part == "screen":
+            return screen
+        if part == "rest":
+            return [s for s in every if s not in screen]
+        raise ValueError(f"unknown compile part {part!r}")
 
     def check(self, host: Host, phase: str, seed: int, part: int | None = None) -> None:
         """Every check shape; part n > 0: the first n only, n < 0: all but the first -n."""

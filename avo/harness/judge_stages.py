@@ -39,12 +39,20 @@ class CascadeStages:
                 self.result.cascade["stopped"] = why
                 return host
             uncached = [s for s in timed if s not in suite and (s.name, "cudnn") not in baselines]
-            if uncached and self.device == "cuda":  # baselines are only timed while no candidate runs
+            reload = bool(uncached and self.device == "cuda")
+            if reload:  # baselines are only timed while no candidate runs
                 host.kill()
                 with self.stage("baselines"):
                     baselines.update(self.baselines_for(uncached))
-                with self.stage("load"):  # the same work directory: its Triton cache is still there
-                    host = self.start(self.job["candidate_path"], calls.entry(self.problem), "reload", self.workdir)
+            rest = self.compile_plan("rest")
+            if reload or rest:
+                with self.gpu_released():  # loading and compiling need no GPU to themselves
+                    if reload:
+                        with self.stage("load"):  # the same work directory: its Triton cache is still there
+                            host = self.start(self.job["candidate_path"], calls.entry(self.problem), "reload",
+                                              self.workdir)
+                    with self.stage("compile"):  # what the screen did not need
+                        self.compile(host, rest)
             with self.stage("check"):
                 self.check(host, "check", self.seeds[4], -QUICK_CHECKS)  # the check shapes the quick check left
         self.result.cascade["stage"] = "full"
@@ -137,7 +145,7 @@ class CascadeStages:
                 path, workdir = kernels[who]
                 host = self.start(path, calls.entry(self.problem), f"confirm ({who})", workdir)
                 try:
-                    self.compile(host, shapes)  # outside the GPU lock, as a candidate's compile
+                    self.compile(host, self.problem.compile_shapes(shapes))  # outside the GPU lock
                     with self.gpu_lock():
                         ms[who].append([self.time_shape(host, s, self.estimate(s)).ms for s in shapes])
                 finally:
@@ -173,16 +181,41 @@ class CascadeStages:
             return
         t0 = clock()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        held = []
+        taken = False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            taken = True
             self.stage_s["gpu_wait"] = self.stage_s.get("gpu_wait", 0.0) + clock() - t0
-            held.append(time.monotonic())  # system-wide clock: the benchmark checks no two judges overlap
-            self.gpu_lock_held = True
+            self.gpu_lock_fd, self.gpu_lock_since = fd, time.monotonic()  # system-wide clock: the
+            self.gpu_lock_held = True                                     # benchmark checks no two overlap
             yield
         finally:
-            self.gpu_lock_held = False
-            if held:
-                self.result.env.setdefault("gpu_held", []).append([round(held[0], 4), round(time.monotonic(), 4)])
+            if taken and self.gpu_lock_held:
+                self._note_hold()
+            self.gpu_lock_held, self.gpu_lock_fd = False, None
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    @contextmanager
+    def gpu_released(self):
+        """Inside a hold of the GPU lock: let it go for a while (loading, compiling), then
+        wait for it again. Nothing of this judge's may run on the GPU meanwhile but the
+        candidate's compile calls, as in the compile stage. A no-op when not held."""
+        fd = getattr(self, "gpu_lock_fd", None)
+        if not getattr(self, "gpu_lock_held", False) or fd is None:
+            yield
+            return
+        self._note_hold()
+        self.gpu_lock_held = False
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            t0 = clock()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.stage_s["gpu_wait"] = self.stage_s.get("gpu_wait", 0.0) + clock() - t0
+            self.gpu_lock_since, self.gpu_lock_held = time.monotonic(), True
+
+    def _note_hold(self) -> None:
+        self.result.env.setdefault("gpu_held", []).append([round(self.gpu_lock_since, 4),
+                                                           round(time.monotonic(), 4)])

@@ -102,21 +102,27 @@ def test_the_gpu_lock_taken_inside_its_own_hold_does_not_wait_for_itself(tmp_pat
     os.close(fd)
 
 
+def stub_judge(device, screen=()):
+    from avo.harness.judge import Judge
+    from avo.records import EvalResult
+
+    judge = object.__new__(Judge)
+    judge.device, judge.problem = device, problem
+    judge.job = {"suite": "avo", "configs": None, "screen": list(screen)}
+    judge.quick, judge.seeds = False, [11, 12, 13, 14, 15, 16]
+    judge.result = EvalResult(status="ok")
+    return judge
+
+
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
 def test_on_a_gpu_every_check_and_timed_shape_is_compiled_before_the_lock(device):
     """The compile stage (outside the GPU lock) calls each check shape itself on a GPU, and
     the compile shapes of the suite and this run's held-out draws, so that the checking and
     timing stages compile nothing while they hold the GPU; on the interpreter (nothing
     compiles) the problem's variants of the check and suite shapes are enough."""
-    from avo.harness.judge import Judge
-    from avo.records import EvalResult
-
-    judge = object.__new__(Judge)
-    judge.device, judge.problem, judge.job = device, problem, {"suite": "avo", "configs": None}
-    judge.quick, judge.seeds = False, [11, 12, 13, 14, 15, 16]
-    judge.result, called = EvalResult(status="ok"), []
+    judge, called = stub_judge(device), []
     judge.verified_batch = lambda host, shape, n, phase, **kw: called.append((shape, phase, n, kw["full"]))
-    judge.compile(host=None)
+    judge.compile(None, judge.compile_plan())
     shapes = [c[0] for c in called]
     assert all(phase == "compile" and n == 1 for _, phase, n, _ in called)
     variants = problem.compile_shapes(problem.check_shapes(device) + problem.SUITES["avo"])
@@ -129,3 +135,59 @@ def test_on_a_gpu_every_check_and_timed_shape_is_compiled_before_the_lock(device
         assert not any(full for *_, full in called)
     else:
         assert shapes == variants and all(full for *_, full in called)
+        assert judge.compile_plan("rest") == []
+    assert judge.result.compile_stats["compile_s"] >= 0
+
+
+def test_a_screened_candidate_compiles_only_what_the_screen_runs_before_the_gate():
+    """With a screen, the compile stage calls the screen configs' compile shapes and the
+    quick check's shapes; the rest (the other timed and check shapes) is compiled past the
+    gate. Together they are the whole plan, and neither repeats the other."""
+    screen = [s.name for s in problem.SUITES["avo"][::4]]
+    judge = stub_judge("cuda", screen)
+    first, rest, every = judge.compile_plan("screen"), judge.compile_plan("rest"), judge.compile_plan("all")
+    assert set(first) | set(rest) == set(every) and not set(first) & set(rest)
+    chosen = [s for s in problem.SUITES["avo"] if s.name in screen]
+    assert set(first) == set(problem.compile_shapes(chosen)) | set(problem.check_shapes("cuda")[:QUICK_CHECKS])
+    assert len(first) < len(every) / 2  # most candidates stop at the screen
+    with pytest.raises(ValueError):
+        judge.compile_plan("everything")
+
+
+def test_the_gpu_lock_let_go_inside_a_hold_lets_another_judge_in_and_is_taken_back(tmp_path):
+    """Past the gate the judge compiles what the screen did not need with the lock let go:
+    another judge gets the GPU meanwhile; then this one waits for it again. Both holds are
+    recorded (the benchmark checks that no two judges' holds overlap)."""
+    import fcntl
+    import os
+
+    from avo.harness.judge_stages import CascadeStages
+    from avo.records import EvalResult
+
+    class Stub(CascadeStages):
+        def __init__(self):
+            self.job, self.result, self.stage_s = {"gpu_lock": str(tmp_path / "gpu0.lock")}, EvalResult(status="ok"), {}
+
+    def other_gets_it() -> bool:
+        fd = os.open(tmp_path / "gpu0.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    judge, seen = Stub(), []
+    with judge.gpu_released():  # not held: nothing to let go
+        seen.append(judge.result.env.get("gpu_held"))
+    with judge.gpu_lock():
+        seen.append(other_gets_it())
+        with judge.gpu_released():
+            seen.append(other_gets_it())
+        seen.append(other_gets_it())
+    seen.append(other_gets_it())
+    assert seen == [None, False, True, False, True]
+    (a0, a1), (b0, b1) = judge.result.env["gpu_held"]
+    assert a0 <= a1 <= b0 <= b1
