@@ -112,7 +112,7 @@ _CALLS = [0]
 
 def attention(q, k, v, causal=False, sm_scale=None):
     _CALLS[0] += 1
-    if _CALLS[0] >= 8:
+    if _CALLS[0] > COMPILE_CALLS:
         raise SystemExit(0)
     return _honest(q, k, v, causal, sm_scale)
 '''),
@@ -126,7 +126,7 @@ def _deeper(n):
 
 def attention(q, k, v, causal=False, sm_scale=None):
     _CALLS[0] += 1
-    if _CALLS[0] >= 8:
+    if _CALLS[0] > COMPILE_CALLS:
         _deeper(0)
     return _honest(q, k, v, causal, sm_scale)
 '''),
@@ -136,7 +136,7 @@ _CALLS = [0]
 
 def attention(q, k, v, causal=False, sm_scale=None):
     _CALLS[0] += 1
-    if _CALLS[0] >= 8:
+    if _CALLS[0] > COMPILE_CALLS:
         raise RuntimeError("candidate blew up")
     return _honest(q, k, v, causal, sm_scale)
 '''),
@@ -154,6 +154,14 @@ def attention(q, k, v, causal=False, sm_scale=None):
 }
 
 
+def cpu_compile_calls() -> int:
+    """The calls the judge's compile stage makes on the interpreter (one per compile shape)."""
+    from avo.problem import load_problem
+
+    problem = load_problem(REPO_ROOT / "kernel_src" / "attention" / "problem.py")
+    return len(problem.compile_shapes(problem.check_shapes("cpu") + problem.SUITES["cpu"]))
+
+
 def variant(name: str) -> str:
     """The source of a seed-derived variant (or of kernels/<name>.py)."""
     path = KERNELS / f"{name}.py"
@@ -164,7 +172,8 @@ def variant(name: str) -> str:
     for old, new in subs:
         assert text.count(old) == 1, f"variant {name}: {old!r} no longer occurs once in the seed"
         text = text.replace(old, new)
-    return f"# CHEAT: {what}\n" + text + tail
+    # "after the compile stage": the first call past the interpreter's compile calls
+    return f"# CHEAT: {what}\n" + text + tail.replace("COMPILE_CALLS", str(cpu_compile_calls()))
 
 
 def seed_with_preamble(preamble: str, body: str) -> str:
