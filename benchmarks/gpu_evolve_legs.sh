@@ -8,6 +8,7 @@
 # back, unpack it in the repository and carry .avo (and .whl) into the next call.
 # Needs prefect wheels in .whl/ (benchmarks/GPU-WHEELS.md). SUITE (default avo); PER_GPU: candidates
 # per generation per GPU (unset: avo's default, 4 x pipeline_depth per GPU).
+# PARAMS: another params.yaml (e.g. benchmarks/params-depth6.yaml: six evaluations in flight per GPU).
 set -u
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -20,7 +21,8 @@ for leg in ${LEGS:-4:270}; do
   n=${leg%%:*}; secs=${leg##*:}; gpus=$(seq -s, 0 $((n - 1)))
   echo "== leg start $(date -u +%s) gpus=$gpus seconds=$secs" | tee -a "$OUT/legs.log"
   CUDA_VISIBLE_DEVICES=$gpus timeout -s INT -k "${KILL_AFTER:-100}" "$secs" python3 -m avo.cli evolve --device cuda \
-      --suite "${SUITE:-avo}" ${PER_GPU:+--population $((PER_GPU * n))} --generations 1000 --budget-minutes 60 2>&1 \
+      --suite "${SUITE:-avo}" ${PER_GPU:+--population $((PER_GPU * n))} ${PARAMS:+--params "$PARAMS"} \
+      --generations 1000 --budget-minutes 60 2>&1 \
       | grep --line-buffered -v "Finished in state\|prefect.task_runs\|^\s*$" >> "$OUT/legs.log"
   echo "== leg end $(date -u +%s) rc=${PIPESTATUS[0]}" | tee -a "$OUT/legs.log"
   tar czf "$OUT/state.tgz" "$LINEAGE" .avo
