@@ -115,7 +115,11 @@ def test_every_h100_attempt_is_plotted_and_the_legend_hides_no_line(tmp_path, fi
     fig = figures[0]
     ax = fig.axes[0]
     points = sum(len(c.get_offsets()) for c in ax.collections)
-    assert points == len(lin.attempts()) == 27  # 5 committed versions + 22 attempts not committed
+    # the panel is the best's GPU model and suite (v4: H100, mha); the lineage also holds attempts
+    # on other GPU models and suites (the 4x H200 runs on the AVO suite), which are not comparable
+    same = [a for a in lin.attempts() if a.get("gpu") == "NVIDIA H100 80GB HBM3" and a.get("suite") == "mha"]
+    assert points == len(same) == 27  # 5 committed versions + 22 attempts not committed
+    assert len(lin.attempts()) > len(same)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(fig)  # the figure was closed after saving: draw it again to measure
