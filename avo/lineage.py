@@ -7,7 +7,9 @@ git keeps and DVC hashes:
     v0000/version.json    parent, operator, technique, evaluation, time, note
     v0001/...
     attempts.jsonl        one line per evaluated candidate, committed or not
-    sources/<sha256>.py   the source of every attempt (committed or not), by its hash
+    sources/<sha256>.py   the source of every attempt (committed or not), by its hash, or
+    sources/<sha256>.delta.json  the lines it changed in its parent version, when that is
+                          much smaller (a knob move: ~300 bytes instead of ~50 KB)
     .gitignore            keeps the lock file and unfinished writes out of git
 
 A version folder is written under a temporary name and renamed into place, so
@@ -39,6 +41,7 @@ META_FILE = "version.json"
 ATTEMPTS_FILE = "attempts.jsonl"
 LOCK_FILE = ".lock"
 SOURCES_DIR = "sources"  # every attempted source, by hash: an attempt can be reproduced
+DELTA_SUFFIX = ".delta.json"  # a source kept as the lines it changed in its parent version
 SCHEMA = 1
 
 
@@ -333,15 +336,52 @@ class Lineage:
         append_line(self.root / ATTEMPTS_FILE, json.dumps(rec, allow_nan=True))
 
     def _keep_source(self, candidate: Candidate) -> None:
-        path = self.root / SOURCES_DIR / f"{candidate.sha256}.py"
-        if not path.is_file():
-            path.parent.mkdir(exist_ok=True)
-            atomic_write(path, candidate.source)
+        """The candidate's source under sources/, by its hash: as the lines it changed in
+        its parent version where that is under a quarter of the whole, else whole."""
+        folder, sha = self.root / SOURCES_DIR, candidate.sha256
+        if (folder / f"{sha}.py").is_file() or (folder / f"{sha}{DELTA_SUFFIX}").is_file():
+            return
+        folder.mkdir(exist_ok=True)
+        parent = self.get(candidate.parent) if candidate.parent is not None and self.has(candidate.parent) else None
+        if parent is not None:
+            delta = json.dumps({"parent": parent.number, "parent_sha256": parent.sha256,
+                                "changes": line_changes(parent.source, candidate.source)})
+            if len(delta) < len(candidate.source) // 4:
+                atomic_write(folder / f"{sha}{DELTA_SUFFIX}", delta + "\n")
+                return
+        atomic_write(folder / f"{sha}.py", candidate.source)
 
     def source_of(self, sha256: str) -> str | None:
-        """The source an attempt evaluated (attempts.jsonl's source_sha256), if kept."""
-        path = self.root / SOURCES_DIR / f"{sha256}.py"
-        return path.read_text(encoding="utf-8") if path.is_file() else None
+        """The source an attempt evaluated (attempts.jsonl's source_sha256), if kept;
+        a delta is applied to its parent version and checked against the hash."""
+        folder = self.root / SOURCES_DIR
+        whole = folder / f"{sha256}.py"
+        if whole.is_file():
+            return whole.read_text(encoding="utf-8")
+        delta = folder / f"{sha256}{DELTA_SUFFIX}"
+        if not delta.is_file():
+            return None
+        d = json.loads(delta.read_text(encoding="utf-8"))
+        parent = self.get(d["parent"]) if self.has(d["parent"]) else None
+        if parent is None or parent.sha256 != d["parent_sha256"]:
+            return None
+        source = apply_line_changes(parent.source, d["changes"])
+        return source if source_sha256(source) == sha256 else None
+
+
+def line_changes(old: str, new: str) -> list:
+    """[[start, end, lines], ...]: old's lines start:end replaced by `lines` make new."""
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    return [[i1, i2, b[j1:j2]] for tag, i1, i2, j1, j2 in ops if tag != "equal"]
+
+
+def apply_line_changes(old: str, changes: list) -> str:
+    a, out, at = old.splitlines(keepends=True), [], 0
+    for start, end, lines in changes:
+        out += a[at:start] + list(lines)
+        at = end
+    return "".join(out + a[at:])
 
 
 def seed_candidate(seed_path: str | Path) -> Candidate:

@@ -1,5 +1,6 @@
 """Every attempt's source is kept by its hash beside the lineage; a version seeded
 from another lineage's version records where it came from."""
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -59,3 +60,28 @@ def test_lineage_add_empties_the_problems_steps_inbox(tmp_path, monkeypatch):
     assert not step.exists() and lin.source_of(lin.attempts()[-1]["source_sha256"]) == "# a slower step\n"
     r = CliRunner().invoke(app, ["lineage", "add", str(elsewhere), "--params", str(params)])
     assert r.exit_code == 1 and elsewhere.exists()  # only the inbox is emptied
+
+
+def test_a_knob_move_is_kept_as_the_lines_it_changed_in_its_parent(tmp_path):
+    """A source that differs from its parent version in a line or two is kept as those lines
+    (a search of thousands of knob moves would otherwise keep thousands of whole kernels), and
+    rebuilt exactly; one that shares little with its parent is kept whole."""
+    body = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(200))
+    seed = tmp_path / "seed.py"
+    seed.write_text(f"BLOCK_N = 64\nNUM_STAGES = 2\n{body}")
+    lin = Lineage(tmp_path / "lineage")
+    lin.init_from_seed(seed, make_result((100.0, 80.0)))
+    moved = make_candidate(f"BLOCK_N = 128\nNUM_STAGES = 3\n{body}", parent=0)
+    fresh = make_candidate("# another kernel\nBLOCK_N = 32\n" * 3, parent=0)
+    for c in (moved, fresh):
+        lin.commit(c, make_result((90.0, 70.0)), 0.01)  # slower: attempts, not versions
+    delta = lin.root / "sources" / f"{moved.sha256}.delta.json"
+    assert delta.is_file() and delta.stat().st_size < len(moved.source) // 4
+    assert not (lin.root / "sources" / f"{moved.sha256}.py").exists()
+    assert lin.source_of(moved.sha256) == moved.source
+    assert (lin.root / "sources" / f"{fresh.sha256}.py").read_text() == fresh.source
+    # a delta that no longer rebuilds its hash (its parent replaced) gives no source, never a wrong one
+    d = json.loads(delta.read_text())
+    d["changes"][0][2] = ["BLOCK_N = 256\n"]
+    delta.write_text(json.dumps(d))
+    assert lin.source_of(moved.sha256) is None

@@ -237,14 +237,15 @@ def add(
 
 def _leave_inbox(kernel: Path, candidate: Candidate, lineage: Lineage, cfg: Config, version: int | None) -> None:
     """The problem's steps/ folder is an inbox: a kernel added from it leaves it, its
-    source now in the lineage (the version's kernel.py, or sources/<sha256>.py)."""
+    source now in the lineage (the version's kernel.py, or under sources/ by its sha256)."""
     from avo.problem import problem_path
 
     inbox = problem_path(cfg, Path(".")).parent / "steps"
     if kernel.resolve().parent != inbox.resolve() or lineage.source_of(candidate.sha256) is None:
         return
     kernel.unlink()
-    kept = f"v{version}/kernel.py" if version is not None else f"sources/{candidate.sha256}.py"
+    kept = f"v{version}/kernel.py" if version is not None else \
+        next(f"sources/{p.name}" for p in (lineage.root / "sources").glob(f"{candidate.sha256}.*"))
     print(f"{kernel} left the inbox ({inbox}): its source is {lineage.root}/{kept}")
 
 
