@@ -57,8 +57,8 @@ class Call:
     offsets: dict  # buffer name -> byte offset in the arena
     late: tuple  # (input name, dim, indices, factor): the problem's late_change
     rows: torch.Tensor  # [R, ndim-1]: sampled rows of the output (indices of its leading dims)
-    late_picks: torch.Tensor | None = None  # the late change's indices on the device, made once by stage()
-    rows_device: torch.Tensor | None = None  # rows on the device, made once by stage()
+    late_picks: torch.Tensor | None = None  # stage(): the late change's indices on the device (verify reuses them)
+    rows_device: torch.Tensor | None = None  # stage(): rows on the device (verify reuses them)
 
 
 @dataclass
@@ -169,10 +169,8 @@ def verify(batch: Batch, arena, problem, device: str, record) -> None:
     worst_abs, worst_rel = 0.0, 0.0
     for j, c in enumerate(batch.calls):
         inputs = problem.inputs(shape, device, c.seed, c.params)
-        name, dim, picks, factor = c.late
-        t = inputs[name]
-        picks = c.late_picks if c.late_picks is not None and c.late_picks.device == t.device \
-            else torch.as_tensor(picks, dtype=torch.long, device=t.device)
+        name, dim, _, factor = c.late
+        t, picks = inputs[name], c.late_picks
         t.index_copy_(dim, picks, t.index_select(dim, picks) * factor)
         for name, _, _, role in batch.buffers:
             if role == "input" and not torch.equal(view(arena, batch, c, name), inputs[name]):
@@ -180,8 +178,7 @@ def verify(batch: Batch, arena, problem, device: str, record) -> None:
         out = view(arena, batch, c, out_name)
         n = c.rows.shape[0]  # this call's sampled rows, in the order the snapshot gathered them
         snap, start = batch.snapshot[start:start + n * d].view(n, d), start + n * d
-        rows = c.rows_device if c.rows_device is not None and c.rows_device.device == out.device \
-            else c.rows.to(out.device)
+        rows = c.rows_device
         final = out[tuple(rows.t())]
         where = f"{shape.name} ({batch.phase}, call {j + 1} of {len(batch.calls)})"
         if not bool(torch.isfinite(snap.float()).all()) and bool(torch.isfinite(final.float()).all()):
