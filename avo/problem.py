@@ -26,6 +26,9 @@ The judge (avo/harness/calls.py, judge.py) reads:
     expected_rows(inputs, shape, call, rows)   rows: [R, ndim-1] indices of the
                            output's leading dims -> [R, last dim]
     BASELINES (optional)   record column -> (file next to the problem, function, label)
+    warm_up(device)        (optional) called by a judge started ahead of its job
+                           (avo/harness/prestart.py): import or compile what
+                           expected() will need, so none of it falls in the GPU lock
 and the search (avo/operators/heuristic.py, flows/) reads:
     SEED                   v0's kernel, relative to the problem file
     KNOBS                  knob name -> legal values in order (the heuristic's moves)

@@ -58,9 +58,15 @@ def summarise(legs: list[dict], attempts: list[dict]) -> dict:
         minutes = (leg["end"] - leg["start"]) / 60
         screened = [lock_s(a) for a in mine if a.get("stage") == "screen" and a.get("stopped")]
         full = [lock_s(a) for a in mine if a.get("stage") == "full"]
+        # once warm: from the leg's first result to its last (the start-up, timing the best and the
+        # baselines on each GPU, and the drain after SIGINT left out)
+        times = sorted(a["epoch"] for a in mine)
+        warm = (len(times) - 1) / ((times[-1] - times[0]) / 60) / leg["gpus"] if len(times) > 2 else None
         per_leg.append({"leg": i + 1, "gpus": leg["gpus"], "minutes": round(minutes, 2), "evaluated": len(mine),
                         "per_minute": round(len(mine) / minutes, 3),
                         "per_gpu_minute": round(len(mine) / minutes / leg["gpus"], 3),
+                        "first_result_s": round(times[0] - leg["start"], 1) if times else None,
+                        "warm_per_gpu_minute": round(warm, 3) if warm else None,
                         "committed": sum(bool(a.get("committed")) for a in mine),
                         "screened_out": len(screened), "full_suite": len(full),
                         "median_lock_s_screened_out": round(statistics.median(screened), 2) if screened else None,
@@ -94,7 +100,8 @@ def main() -> None:
               f" {commit:6} {r['wall_s'] or 0:7.1f} {r['lock_s']:7.1f} {r['kernel_s'] or 0:8.2f}  {stages}")
     for leg in s["legs"]:
         print(f"leg {leg['leg']}: {leg['gpus']} GPU(s), {leg['minutes']} min: {leg['evaluated']} evaluated "
-              f"({leg['per_minute']} per minute, {leg['per_gpu_minute']} per GPU-minute), {leg['committed']} committed; "
+              f"({leg['per_minute']} per minute, {leg['per_gpu_minute']} per GPU-minute; first result after "
+              f"{leg['first_result_s']} s, then {leg['warm_per_gpu_minute']} per GPU-minute), {leg['committed']} committed; "
               f"{leg['screened_out']} stopped at the screen (median lock {leg['median_lock_s_screened_out']} s), "
               f"{leg['full_suite']} full suite (median lock {leg['median_lock_s_full']} s)")
     print(f"all legs: {s['evaluated']} evaluated in {s['minutes']} min on {s['gpu_minutes']} GPU-minutes: "

@@ -33,5 +33,8 @@ def test_counts_the_attempts_inside_each_leg_per_gpu_minute(tmp_path):
     assert (one["evaluated"], one["minutes"], one["gpus"], one["committed"]) == (3, 5.0, 4, 1)
     assert one["per_gpu_minute"] == round(3 / 5 / 4, 3) and one["median_lock_s_screened_out"] == 4.0
     assert one["median_lock_s_full"] == 16.0  # both holds of one evaluation
+    # once warm: 2 more results in the 190 s from the first (at 100 s) to the last, on 4 GPUs
+    assert one["first_result_s"] == 100.0 and one["warm_per_gpu_minute"] == round(2 / (190 / 60) / 4, 3)
     assert (two["evaluated"], two["per_gpu_minute"]) == (1, 0.5)
+    assert two["warm_per_gpu_minute"] is None  # one result: no rate
     assert s["evaluated"] == 4 and s["gpu_minutes"] == 22.0 and s["per_gpu_minute"] == round(4 / 22, 3)

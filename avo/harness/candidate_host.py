@@ -1,4 +1,4 @@
-"""The candidate's runner: the ONE process that imports untrusted kernel code.
+"""The candidate's runner: the only kind of process that imports untrusted kernel code.
 
 Started by the judge (avo/harness/judge.py) inside the OS sandbox
 (avo/harness/sandbox.py) as
@@ -9,7 +9,10 @@ It maps the judge's arena, then answers `batch` messages: for every call, views
 the judge's input buffers, calls the problem's entry point on them with the
 call's keyword arguments (attention: `attention(q, k, v, causal=, sm_scale=)`;
 RMSNorm: `rmsnorm(x, w, eps=)`) and copies the returned tensor into the judge's
-output buffer; after the batch it synchronizes and says `done`. ENTRY is the
+output buffer; after the batch it synchronizes and says `done`. A compile helper
+(another runner of the same candidate, in the same work directory) gets `warm`
+messages instead: calls on inputs of its own, so that the kernels compile into the
+candidate's Triton cache while the main runner compiles others. ENTRY is the
 function's name; `trusted:NAME` is the judge's own baseline code (a library
 call), which runs without the profiler and with the numpy bridges open:
 anything else is watched. It never learns whether a call is checked or timed
@@ -244,6 +247,13 @@ def main() -> int:
         make_interpreter_bf16_exact()
         # a runaway host allocation fails here instead of taking the machine (the uid in the box cannot raise it)
         resource.setrlimit(resource.RLIMIT_AS, (CPU_ADDRESS_SPACE_BYTES, CPU_ADDRESS_SPACE_BYTES))
+    else:
+        # what every kernel needs, made before the candidate exists: a judge starts its runner ahead of
+        # the job (avo/harness/judge.py, Prestarted), so these seconds leave the evaluation's path
+        torch.cuda.init()
+        torch.empty(1, device="cuda")  # the CUDA context
+        import triton  # noqa: F401
+    # the first message: the arena, sent once the judge has the candidate (its file exists from then on)
     message, fds = recv(sock, with_fds=True)
     shared = arena_mod.open_cpu(message, fds[0]) if device == "cpu" else arena_mod.open_cuda(message)
     hook, audit, violations = make_audit_hook([workdir, "/tmp", "/dev/shm"])
@@ -268,8 +278,8 @@ def main() -> int:
             message = recv(sock)
         except wire.WireError:
             return 0
-        if message.get("op") == "batch":
-            work.put(message["calls"])
+        if message.get("op") in ("batch", "warm"):
+            work.put((message["op"], message["calls"]))
             send(sock, {**_plain(results.get()), "violations": list(violations)})
         elif message.get("op") == "finish":
             audit["enforcing"] = False
@@ -295,7 +305,9 @@ def serve_calls(path: str, entry: str, shared, device: str, work, results) -> No
         return
     results.put({"ready": True})
     while True:
-        results.put(_run_batch(fn, entry, shared, work.get(), device, torch))
+        op, calls = work.get()
+        results.put(_run_batch(fn, entry, shared, calls, device, torch) if op == "batch"
+                    else _warm(fn, calls, device, torch))
 
 
 def _load(path: str, entry: str):
@@ -331,6 +343,24 @@ def _run_batch(fn, entry: str, shared, calls: list, device: str, torch) -> dict:
     if device == "cuda":
         torch.cuda.synchronize()
     return {"done": len(calls)}
+
+
+def _warm(fn, calls: list, device: str, torch) -> dict:
+    """A compile helper's work (judge.py, Judge.start_helpers): each call on inputs of its own,
+    only so that its kernels compile into the candidate's Triton cache; nothing it returns is
+    looked at, and the helper is killed before any check or timing starts."""
+    warmed = failed = 0
+    for call in calls:
+        try:
+            inputs = [torch.randn(tuple(int(s) for s in dims), device=device).to(getattr(torch, dtype))
+                      for dims, dtype in call["inputs"]]
+            fn(*inputs, **call["args"])
+            warmed += 1
+        except BaseException:  # noqa: BLE001 - the verified call on the main runner reports it
+            failed += 1
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return {"warmed": warmed, "failed": failed}
 
 
 def _spec(spec: list, torch):

@@ -1,7 +1,10 @@
 """The judge: one evaluation, in a trusted process that never imports candidate code.
 
-Started by runner.py as `python -m avo.harness.judge` (job JSON on stdin, one
-EvalResult JSON written to the descriptor the job names). It owns the seeds,
+Started by runner.py as `python -m avo.harness.judge DEVICE PROBLEM HELPERS` (job
+JSON on stdin, one EvalResult JSON written to the descriptor the job names);
+before it reads the job it starts the candidate's runner and compile helpers
+(prestart.py), which is what lets the orchestrator start judges ahead of their
+candidates (spares.py). It owns the seeds,
 the inputs, the reference, the tolerances, the comparison, the clock and the
 record; the candidate runs in another process, in the OS sandbox
 (candidate_host.py), and only ever sees the buffers of the call it is making.
@@ -11,9 +14,10 @@ judge_stages.py, whose GPU lock the checking and timing stages hold):
   baselines  (GPU) the problem's library baselines (attention: cuDNN, FA2) from the
              orchestrator's per-GPU cache, or timed by this clock in runners of their
              own before the candidate's process exists, so it cannot slow them down
-  load       the candidate's runner starts and imports the file
-  compile    one small call per variant (attention: dtype, head dim, causal), under
-             a compile watchdog, outside the GPU lock
+  load       the candidate's runner (started before the job) imports the file
+  compile    one call per compile shape (the smallest shapes that compile as the timed
+             and checked ones do), under a compile watchdog, outside the GPU lock;
+             compile helpers run the same shapes ahead and are killed at the lock
   check      every check shape (only the first QUICK_CHECKS before a screen),
              several seeds, every element compared
   screen     (cascade) a few suite configurations, timed as below; the candidate
@@ -45,6 +49,7 @@ from avo.harness.calls import Verdict
 from avo.harness.host import Host, RunnerFailed, clock
 from avo.harness.judge_stages import QUICK_CHECKS, CascadeStages
 from avo.harness.peak import peak_tflops
+from avo.harness.prestart import Prestarted, parse_argv
 from avo.problem import load_problem
 from avo.records import CaseCheck, ConfigTiming, EvalResult
 
@@ -61,8 +66,12 @@ BASELINES = ("cudnn", "fa2")
 
 
 class Judge(CascadeStages):
-    def __init__(self, job: dict, workdir: Path):
+    def __init__(self, job: dict, workdir: Path, ready: Prestarted | None = None):
         self.job, self.workdir = job, workdir
+        # the runner and compile helpers started before the job (main()); None: started as needed
+        self.ready = ready if ready is not None and ready.matches(job) else None
+        if ready is not None and self.ready is None:
+            ready.close()
         self.device = job["device"]
         self.problem = load_problem(job["problem_path"])
         self.seeds = [int(s) for s in job["seeds"]]
@@ -96,11 +105,16 @@ class Judge(CascadeStages):
                     baselines = self.baselines_for(unique((suite if screening else timed) + pool))
             self.baselines = baselines
             with self.stage("load"):
-                host = self.start(self.job["candidate_path"], calls.entry(self.problem), "load", self.workdir)
+                host = self.start(self.job["candidate_path"], calls.entry(self.problem), "load", self.workdir,
+                                  host=self.ready.take_runner() if self.ready else None)
             self.result.sandbox = host.level
             with self.stage("compile"):  # outside the GPU lock: compiling overlaps another candidate's timing
-                self.compile(host, self.compile_plan("screen" if screening else "all"))
+                plan = self.compile_plan("screen" if screening else "all")
+                if self.ready:  # the helpers compile ahead: this plan, then what the cascade needs past its gate
+                    self.ready.start_helpers(plan + [s for s in self.compile_plan("all") if s not in plan])
+                self.compile(host, plan)
             with self.gpu_lock():
+                self.stop_helpers()  # none runs while anything is checked or timed
                 with self.stage("check"):  # a screened candidate is checked in full only if it passes the gate
                     self.check(host, "check", self.seeds[1], QUICK_CHECKS if screening else None)
                 if timed:
@@ -119,17 +133,21 @@ class Judge(CascadeStages):
         finally:
             if host is not None:
                 host.kill()
+            if self.ready:
+                self.ready.close()
             self.result.env["stage_s"] = {k: round(v, 3) for k, v in self.stage_s.items()}
             self.result.env["kernel_s"] = round(self.kernel_s, 4)
         self.result.wall_s = clock() - t0
         return self.result
 
-    def start(self, path, entry: str, what: str, workdir: Path | None = None) -> Host:
-        """A runner for `path` in its own sandbox. Each kernel gets a work directory of
-        its own (a fresh one unless given): its Triton cache cannot be planted by another."""
-        workdir = workdir or Path(tempfile.mkdtemp(prefix="avo-host-", dir=self.workdir.parent))
-        os.chmod(workdir, 0o777)  # the runner may run as an unprivileged uid
-        host = Host(Path(path), self.device, workdir, self.log, entry=entry)
+    def start(self, path, entry: str, what: str, workdir: Path | None = None, host: Host | None = None) -> Host:
+        """A runner for `path` in its own sandbox (or `host`, one started for it before the
+        job). Each kernel gets a work directory of its own (a fresh one unless given): its
+        Triton cache cannot be planted by another."""
+        if host is None:
+            workdir = workdir or Path(tempfile.mkdtemp(prefix="avo-host-", dir=self.workdir.parent))
+            os.chmod(workdir, 0o777)  # the runner may run as an unprivileged uid
+            host = Host(Path(path), self.device, workdir, self.log, entry=entry)
         self.hosts_started += 1
         host.tag = self.hosts_started  # keys its watchdog estimates: a new runner's first batch compiles
         host.map_arena(self.arena)
@@ -184,6 +202,15 @@ class Judge(CascadeStages):
         if part == "rest":
             return [s for s in every if s not in screen]
         raise ValueError(f"unknown compile part {part!r}")
+
+    def stop_helpers(self) -> None:
+        """Kill the compile helpers (prestart.py); a sandbox violation in one rejects the candidate."""
+        if not self.ready:
+            return
+        self.ready.stop_helpers()
+        self.result.env["compile_helpers"] = dict(self.ready.record)
+        if self.ready.violations:
+            self.check_violations({"violations": ["compile helper: " + v for v in self.ready.violations]})
 
     def check(self, host: Host, phase: str, seed: int, part: int | None = None) -> None:
         """Every check shape; part n > 0: the first n only, n < 0: all but the first -n."""
@@ -346,19 +373,34 @@ def log(msg: str) -> None:
 
 
 def main() -> int:
-    job = json.loads(sys.stdin.read())
+    ahead = parse_argv(sys.argv[1:])  # device, problem, helpers: the runners start before the job comes
+    with tempfile.TemporaryDirectory(prefix="avo-runner-") as work:
+        workdir = Path(work)
+        os.chmod(workdir, 0o777)  # the runner may run as an unprivileged uid
+        ready = None
+        if ahead:
+            try:
+                ready = Prestarted(*ahead[:2], workdir, ahead[2])
+            except Exception:  # noqa: BLE001 - the judge then starts its runner itself, and says why it fails
+                traceback.print_exc()
+        text = sys.stdin.read()
+        if not text.strip():  # no job: a spare judge the run did not need (spares.py closes it so)
+            if ready:
+                ready.close()
+            return 0
+        return judge_job(json.loads(text), workdir, ready)
+
+
+def judge_job(job: dict, workdir: Path, ready: Prestarted | None) -> int:
     fd = int(job["result_fd"])
     try:
-        with tempfile.TemporaryDirectory(prefix="avo-runner-") as work:
-            workdir = Path(work)
-            os.chmod(workdir, 0o777)  # the runner may run as an unprivileged uid
-            candidate = workdir / "candidate.py"
-            candidate.write_text(Path(job["candidate_path"]).read_text())
-            job = {**job, "candidate_path": str(candidate)}
-            result = Judge(job, workdir).run()
-            if result.status != "ok":  # the runner's own output, for the record's log tail
-                tail = (workdir / "runner.log").read_bytes()[-3000:].decode(errors="replace")
-                print(f"--- runner log (untrusted program output) ---\n{tail}", file=sys.stderr, flush=True)
+        candidate = workdir / "candidate.py"  # where a pre-started runner looks for it
+        candidate.write_text(Path(job["candidate_path"]).read_text())
+        job = {**job, "candidate_path": str(candidate)}
+        result = Judge(job, workdir, ready).run()
+        if result.status != "ok":  # the runner's own output, for the record's log tail
+            tail = (workdir / "runner.log").read_bytes()[-3000:].decode(errors="replace")
+            print(f"--- runner log (untrusted program output) ---\n{tail}", file=sys.stderr, flush=True)
     except BaseException as e:  # the judge's own failure: still report, as data
         traceback.print_exc()
         result = EvalResult(status="crashed", message=f"harness judge: {type(e).__name__}: {e}"[:300],

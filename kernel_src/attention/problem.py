@@ -294,6 +294,24 @@ def fused_reference(shape: Shape, device: str) -> bool:
     return device == "cuda" and shape.batch * shape.heads_q * shape.seqlen ** 2 >= FUSED_REFERENCE_SCORES
 
 
+def warm_up(device: str) -> None:
+    """In a judge started ahead of its job: Triton and the fused reference kernel imported
+    and its variants loaded (compiled once per machine, then from the judge's Triton
+    cache), so that the recheck's first use costs no GPU-lock time (~1 s on an H100)."""
+    if device != "cuda":
+        return
+    import torch
+
+    # Triton specialises integers on == 1 and % 16: 16 query heads, a length of 16 and GQA
+    # groups of 1 and 4 compile the variants the avo suite uses (heads 16/32, groups 1/4/8)
+    for heads_kv in (16, 4):
+        for causal in (False, True):
+            q = torch.zeros(1, 16, 16, 128, dtype=torch.bfloat16, device="cuda")
+            kv = torch.zeros(1, heads_kv, 16, 128, dtype=torch.bfloat16, device="cuda")
+            _reference_kernel().attention_fp32(q, kv, kv, causal)
+    torch.cuda.synchronize()
+
+
 @functools.lru_cache(maxsize=None)
 def _reference_kernel():
     """reference_kernel.py beside this file, imported on first use (it imports Triton, which
