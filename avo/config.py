@@ -53,6 +53,9 @@ class HarnessConfig:
     screen_slack: float = field(default=0.03, metadata={"min": 0})  # the gate: the best's screen geomean x (1 - slack)
     confirm_rounds: int = field(default=3, metadata={"min": 1})  # best/candidate turns in the confirmation
     pipeline_depth: int = field(default=3, metadata={"min": 1})  # evaluations in flight per GPU (one measures)
+    # CPUs kept per GPU for the judge that holds its timing lock (and its runner); everything
+    # else of the run loads and compiles on the other CPUs (avo/harness/cores.py). 0: off
+    timing_cpus_per_gpu: int = field(default=2, metadata={"min": 0})
     baseline_drift_s: float = field(default=600.0, metadata={"min": 0})  # re-time the screen's baselines this often
     baseline_drift_tolerance: float = field(default=0.03, metadata={"min": 0})  # beyond: re-time all baselines
 

@@ -26,6 +26,7 @@ from typing import Callable
 from avo import cascade, gpu_pool
 from avo.baseline_cache import BaselineCache
 from avo.config import HarnessConfig
+from avo.harness import cores
 from avo.harness.runner import Stages
 from avo.records import EvalResult
 
@@ -172,9 +173,11 @@ class Evaluator:
                         best_sha256=best.sha256 if best else "", best_geomean=best_geomean,
                         floor=self.floor, confirm_rounds=self.cfg.confirm_rounds, confirm_configs=tuple(self.screen),
                         recheck_baselines=recheck, gpu_lock=str(gpu_pool.timing_lock(gpu)),
-                        time_held_out_pool=not self.cache.has(key, self.suite_configs, self.columns))
+                        time_held_out_pool=not self.cache.has(key, self.suite_configs, self.columns),
+                        **cpus_for(gpu))
         result = evaluate(source, **kw, stages=stages)
         result.env["gpu_id"] = gpu  # which of this host's GPUs measured it (the judge sees only "its" GPU)
+        warn_refused_pins(result.env)
         if best is not None:
             # the commit rule's best where the lineage has none of this GPU model and suite
             # (avo/lineage.py): the yardstick as timed here, which the confirmation re-measures
@@ -205,6 +208,30 @@ class Evaluator:
     @staticmethod
     def key(gpu) -> str:
         return f"{socket.gethostname()}:gpu{gpu}"
+
+
+def cpus_for(gpu) -> dict:
+    """Stages' timing_cpus and work_cpus for a judge on `gpu`: this process's CPU partition
+    (avo.evolution.partition_cpus), none without one (a Dask worker, a CPU run, turned off)."""
+    plan = cores.active()
+    timing = plan.timing_for(gpu) if plan is not None else ()
+    return dict(timing_cpus=tuple(timing), work_cpus=tuple(plan.work) if timing else ())
+
+
+_warned_pins = threading.Event()
+
+
+def warn_refused_pins(env: dict) -> None:
+    """Once per process: a judge could not move some threads onto its timing CPUs (e.g. its
+    runner runs as another uid and the judge lacks CAP_SYS_NICE): those timings are unshielded."""
+    refused = ((env.get("cpu_pins") or {}).get("timing") or {}).get("refused")
+    if refused and not _warned_pins.is_set():
+        _warned_pins.set()
+        import sys
+
+        print(f"avo: warning: a judge could not move {refused} thread(s) onto its timing CPUs "
+              "(env.cpu_pins; a runner of another uid needs CAP_SYS_NICE in the judge): its runner "
+              "is timed without the CPU partition's shield", file=sys.stderr, flush=True)
 
 
 _EVALUATORS: dict[tuple, Evaluator] = {}

@@ -111,6 +111,34 @@ def evaluation_slots(device: str, cfg: Config) -> list:
     return gpu_pool.slots_for(device, cfg.evolve.cpu_eval_slots, cfg.harness.pipeline_depth)
 
 
+def partition_cpus(settings) -> str:
+    """harness.timing_cpus_per_gpu on a CUDA run (avo/harness/cores.py): each GPU of the lease
+    pool gets CPUs of its own for the judge that holds its timing lock; this process, and all
+    it starts from now on (judges, runners, compilers, Prefect's temporary server), runs on
+    the others. Once per process and setting; says the partition, or why there is none, on
+    stderr (and returns that line; '' when already said)."""
+    import sys
+
+    from avo import gpu_pool
+    from avo.harness import cores
+
+    if settings.device != "cuda":  # interpreter timings decide nothing: no partition, nothing said
+        cores.release()
+        return ""
+    per_gpu = settings.cfg.harness.timing_cpus_per_gpu
+    why_not = ""
+    if settings.dask_address:
+        why_not = "evaluations run on the Dask cluster's workers, not under this process"
+    try:
+        gpus = gpu_pool.visible_gpus()
+    except Exception as e:  # noqa: BLE001 - torch's own failure: the run's preflight reports the GPUs
+        gpus, why_not = [], why_not or f"no GPU list ({type(e).__name__})"
+    _, line = cores.partition_run(gpus, per_gpu, why_not=why_not)
+    if line:
+        print(f"avo: {line}", file=sys.stderr, flush=True)
+    return line
+
+
 def default_population(device: str, cfg: Config, operator: str = "heuristic") -> int:
     """Candidates per generation when params.yaml and --population leave it open: 2 on a
     CPU; on GPUs enough to keep every slot of this host busy past the slowest candidate

@@ -25,7 +25,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from avo import live
 from avo.budget import exhausted, left, target_met
-from avo.evolution import Settings, evaluation_slots, resolve
+from avo.evolution import Settings, evaluation_slots, partition_cpus, resolve
 from avo.lineage import Lineage, seed_candidate
 from avo.promotion import promote
 from avo.run_state import load_or_start, save
@@ -106,6 +106,7 @@ def evolve(generations: int | None = None, population: int | None = None, operat
                        lineage_root=lineage_root, state_dir=state_dir, quick=quick, suite=suite, problem=problem)
     live.reset()
     _warn_idle_slots(settings)
+    partition_cpus(settings)  # the timing judges' CPUs apart from the rest (`avo evolve` did it already)
     lineage = Lineage(settings.lineage_root)
     var_op = make_operator(settings, lineage, evaluate=make_harness(settings))
     state = load_or_start(settings.state_file, settings.lineage_root, lineage.attempts())

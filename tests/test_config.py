@@ -84,3 +84,12 @@ def test_a_generation_fills_every_gpu_slot_by_default(monkeypatch):
     with pytest.raises(ConfigError):
         config_from_dict({"evolve": {"candidates_per_generation": 0}})
     assert config_from_dict({"evolve": {"candidates_per_generation": 5}}).evolve.candidates_per_generation == 5
+
+
+def test_timing_cpus_per_gpu_is_a_count_that_zero_turns_off():
+    assert load_config(REPO / "params.yaml").harness.timing_cpus_per_gpu == 2
+    assert config_from_dict({"harness": {"timing_cpus_per_gpu": 0}}).harness.timing_cpus_per_gpu == 0
+    with pytest.raises(ConfigError, match=r"harness.timing_cpus_per_gpu = -1; must be >= 0"):
+        config_from_dict({"harness": {"timing_cpus_per_gpu": -1}})
+    with pytest.raises(ConfigError, match="expected int"):
+        config_from_dict({"harness": {"timing_cpus_per_gpu": 1.5}})

@@ -96,6 +96,9 @@ def evolve(
     except (OperatorUnavailable, ConfigError, ValueError, RuntimeError) as e:
         fail(str(e).splitlines()[0] if str(e).strip() else type(e).__name__)
     preflight(resolved, device_flag=device)
+    from avo.evolution import partition_cpus
+
+    partition_cpus(resolved)  # before Prefect's temporary API starts: it too runs on the work CPUs
     from avo.edge import ApiUnavailable, temporary_api
 
     # In a terminal: a live panel. Piped or redirected: one plain line per event, as it happens.

@@ -1,8 +1,9 @@
 """The judge's cascade stages (avo/cascade.py decides; this measures), kept apart from
 judge.py's per-call machinery for length: screen -> gate -> full -> recheck, the
 baseline cache and the baselines' own timing, the confirmation re-measure, the
-per-GPU lock, and the stage clock. `Judge` (judge.py) mixes these in; they use its
-start / compile / check / time_all / time_shape / verified_batch.
+per-GPU lock (and the CPUs that go with it, avo/harness/cores.py), and the stage
+clock. `Judge` (judge.py) mixes these in; they use its start / compile / check /
+time_all / time_shape / verified_batch.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from avo import cascade
-from avo.harness import calls
+from avo.harness import calls, cores
 from avo.harness.calls import Verdict
 from avo.harness.host import Host, RunnerFailed, clock
 from avo.records import ConfigTiming
@@ -188,9 +189,11 @@ class CascadeStages:
             self.stage_s["gpu_wait"] = self.stage_s.get("gpu_wait", 0.0) + clock() - t0
             self.gpu_lock_fd, self.gpu_lock_since = fd, time.monotonic()  # system-wide clock: the
             self.gpu_lock_held = True                                     # benchmark checks no two overlap
+            self.pin_cpus("timing")
             yield
         finally:
             if taken and self.gpu_lock_held:
+                self.pin_cpus("work")  # off the timing CPUs before the next judge of this GPU gets them
                 self._note_hold()
             self.gpu_lock_held, self.gpu_lock_fd = False, None
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -205,6 +208,7 @@ class CascadeStages:
         if not getattr(self, "gpu_lock_held", False) or fd is None:
             yield
             return
+        self.pin_cpus("work")
         self._note_hold()
         self.gpu_lock_held = False
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -215,6 +219,34 @@ class CascadeStages:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self.stage_s["gpu_wait"] = self.stage_s.get("gpu_wait", 0.0) + clock() - t0
             self.gpu_lock_since, self.gpu_lock_held = time.monotonic(), True
+            self.pin_cpus("timing")
+
+    def pin_cpus(self, to: str) -> None:
+        """The CPUs that go with the GPU lock (job.timing_cpus, job.work_cpus: the orchestrator's
+        partition, avo/harness/cores.py). to "timing", on taking the lock: this judge (every
+        thread) and every process below it (its runners in their sandboxes, a runner's own
+        threads and children) move to this GPU's timing CPUs, which no compiler runs on; a runner
+        started while the lock is held inherits them from the judge. to "work", before the lock
+        is let go: all of it back to the CPUs that load and compile. A no-op without both lists.
+        Never raises: a move that fails is counted (env.cpu_pins.<to>.refused) and the
+        evaluation goes on; env.timing_cpus says the CPUs."""
+        timing, work = self.job.get("timing_cpus"), self.job.get("work_cpus")
+        if not timing or not work:
+            return
+        t0 = clock()
+        env = self.result.env
+        env["timing_cpus"] = [int(c) for c in timing]
+        tally = env.setdefault("cpu_pins", {}).setdefault(to, {"pins": 0, "threads": 0, "processes": 0,
+                                                               "refused": 0, "seconds": 0.0})
+        counts: dict = {}
+        try:
+            cores.pin_tree(os.getpid(), timing if to == "timing" else work, counts)
+        except Exception as e:  # noqa: BLE001 - /proc unreadable: the evaluation goes on, unshielded, and says so
+            env["cpu_pins"]["error"] = f"{type(e).__name__}: {e}"[:200]
+        tally["pins"] += 1
+        for key in ("threads", "processes", "refused"):
+            tally[key] += counts.get(key, 0)
+        tally["seconds"] = round(tally["seconds"] + clock() - t0, 4)
 
     def _note_hold(self) -> None:
         self.result.env.setdefault("gpu_held", []).append([round(self.gpu_lock_since, 4),

@@ -123,6 +123,9 @@ class Stages:
     gpu_lock: a lock file per GPU; the judge holds it while it checks and times
     time_held_out_pool: time the baselines of every held-out shape the problem can draw too
     (the first judge on a GPU: later candidates past the gate then find them all cached)
+    timing_cpus, work_cpus: the orchestrator's CPU partition (avo/harness/cores.py): the judge
+    and its runners run on this GPU's timing CPUs while it holds gpu_lock, on the work CPUs
+    otherwise; empty: no partition, nothing pinned
     """
     baselines: dict = field(default_factory=dict)
     screen: tuple[str, ...] = ()
@@ -137,11 +140,14 @@ class Stages:
     recheck_baselines: tuple[str, ...] = ()
     gpu_lock: str | None = None
     time_held_out_pool: bool = False
+    timing_cpus: tuple[int, ...] = ()
+    work_cpus: tuple[int, ...] = ()
 
     def job_fields(self, work: Path) -> dict:
         fields = dict(baselines=self.baselines, screen=list(self.screen), gate_tflops=self.gate_tflops,
                       recheck_baselines=list(self.recheck_baselines), gpu_lock=self.gpu_lock,
-                      time_held_out_pool=self.time_held_out_pool)
+                      time_held_out_pool=self.time_held_out_pool, timing_cpus=list(self.timing_cpus),
+                      work_cpus=list(self.work_cpus))
         if self.confirm_source is not None and self.best_geomean is not None:
             best = work / "best.py"
             best.write_text(self.confirm_source)
