@@ -53,6 +53,9 @@ class HarnessConfig:
     screen_slack: float = field(default=0.03, metadata={"min": 0})  # the gate: the best's screen geomean x (1 - slack)
     confirm_rounds: int = field(default=3, metadata={"min": 1})  # best/candidate turns in the confirmation
     pipeline_depth: int = field(default=3, metadata={"min": 1})  # evaluations in flight per GPU (one measures)
+    # An evolve run keeps one judge per evaluation in flight started ahead of its candidate
+    # (imports, CUDA contexts, the runner and compile helpers: avo/harness/spares.py)
+    spare_judges: bool = True
     # CPUs kept per GPU for the judge that holds its timing lock (and its runner); everything
     # else of the run loads and compiles on the other CPUs (avo/harness/cores.py). 0: off
     timing_cpus_per_gpu: int = field(default=2, metadata={"min": 0})

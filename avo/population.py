@@ -182,6 +182,7 @@ def attempt_record(candidate, result, decision, measured: dict | None = None) ->
         "gpu_id": result.env.get("gpu_id"), "gpu_held": result.env.get("gpu_held") or [],
         # the judge's wall seconds per stage and inside timed batches: where an evaluation's time went
         "stage_s": result.env.get("stage_s") or {}, "kernel_s": result.env.get("kernel_s"),
+        "judge_spare": bool(result.env.get("judge_spare")),  # its judge was started ahead of it
         **model_cost(candidate.meta),
     }
 

@@ -16,6 +16,7 @@ function backs `avo evolve`, `avo serve` and the deployment in prefect.yaml.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import flows  # noqa: F401  (Prefect defaults, before prefect is imported)
@@ -122,7 +123,7 @@ def evolve(generations: int | None = None, population: int | None = None, operat
     generation_flow = gen.generation.with_options(task_runner=_task_runner(settings),
                                                   flow_run_name="generation-{state.generation}")
 
-    with _session(tracker, settings, state):
+    with _session(tracker, settings, state), _spare_judges(settings):
         if not lineage.versions():
             seed(settings)
         while True:
@@ -165,6 +166,22 @@ def evolve(generations: int | None = None, population: int | None = None, operat
         summary.best_ratio_cudnn = best.result.geomean_ratio_cudnn
     live.emit("end", summary=summary)
     return summary
+
+
+@contextmanager
+def _spare_judges(settings: Settings):
+    """Judges started ahead of their candidates for this run (avo/harness/spares.py), all
+    ended with it; none where the evaluations run on a cluster's workers."""
+    from avo.harness.runner import SPARES
+
+    if not settings.cfg.harness.spare_judges or settings.dask_address:
+        yield
+        return
+    SPARES.enable()
+    try:
+        yield
+    finally:
+        SPARES.close()
 
 
 def _session(tracker, settings: Settings, state):

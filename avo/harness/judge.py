@@ -41,6 +41,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -164,10 +165,13 @@ class Judge(CascadeStages):
         every element, under the lock)."""
         t0 = clock()
         wrong = None  # a variant that runs but is wrong: reported after every variant has compiled
+        seconds = self.result.env.setdefault("compile_calls", [])  # per shape: where the compile stage goes
         for shape in todo:
             try:
+                t1 = clock()
                 self.verified_batch(host, shape, 1, "compile", full=self.device != "cuda", vary=False,
                                     timeout_s=COMPILE_TIMEOUT_S[self.device])
+                seconds.append([shape.name, round(clock() - t1, 3)])
             except Verdict as v:
                 if v.status != "incorrect":
                     raise
@@ -209,6 +213,7 @@ class Judge(CascadeStages):
             return
         self.ready.stop_helpers()
         self.result.env["compile_helpers"] = dict(self.ready.record)
+        self.result.env["prestart"] = dict(self.ready.timing)
         if self.ready.violations:
             self.check_violations({"violations": ["compile helper: " + v for v in self.ready.violations]})
 
@@ -383,7 +388,10 @@ def main() -> int:
                 ready = Prestarted(*ahead[:2], workdir, ahead[2])
             except Exception:  # noqa: BLE001 - the judge then starts its runner itself, and says why it fails
                 traceback.print_exc()
+        t0 = time.monotonic()
         text = sys.stdin.read()
+        if ready:
+            ready.timing["waited_s"] = round(time.monotonic() - t0, 3)  # > 0: it was ready before its job
         if not text.strip():  # no job: a spare judge the run did not need (spares.py closes it so)
             if ready:
                 ready.close()

@@ -37,6 +37,7 @@ class Prestarted:
     """The runner (and helpers) for `workdir/candidate.py`, started before that file exists."""
 
     def __init__(self, device: str, problem_path: str, workdir: Path, helpers: int):
+        t0 = time.monotonic()
         import torch
 
         from avo.problem import load_problem
@@ -57,6 +58,8 @@ class Prestarted:
         self.record = {"helpers": helpers, "warmed": 0, "failed": 0, "killed_before_lock": None}
         self.violations: list[str] = []
         self._scratch = None
+        # the judge's own part (imports, CUDA context, runners spawned; their imports go on in them)
+        self.timing = {"prepared_s": round(time.monotonic() - t0, 3)}
 
     def matches(self, job: dict) -> bool:
         return job.get("device") == self.device and str(job.get("problem_path")) == self.problem_path \
@@ -85,7 +88,8 @@ class Prestarted:
                 + [s for j, s in enumerate(shapes) if j % n != i + 1]  # then the rest, if time is left
             try:
                 host.map_arena(self._scratch)
-                wire.send(host.sock, {"op": "warm", "calls": [self.warm_call(s) for s in mine]})
+                for shape in mine:  # one message each: each answer counts one shape compiled
+                    wire.send(host.sock, {"op": "warm", "calls": [self.warm_call(shape)]})
             except OSError:  # it died at start: the main runner compiles alone
                 continue
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from avo.candidate import source_sha256
-from avo.harness import sandbox
+from avo.harness import prestart, sandbox, spares
 from avo.harness.peak import peak_tflops
 from avo.problem import DEFAULT_PROBLEM, REPO_ROOT, load_problem
 from avo.harness.static_checks import SourceError, check_source
@@ -100,9 +101,22 @@ def evaluate(
     timeout = timeout_s or DEFAULT_TIMEOUT_S[device]
     seeds = seeds or [secrets.randbits(31) for _ in range(6)]
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="avo-eval-") as work:
-        result = _run_judge(text, Path(work), device, suite, configs, quick, seeds, Path(problem_path), timeout,
-                             gpu, stages)
+    key = (device, None if gpu is None else str(gpu), str(Path(problem_path).resolve()))
+    judge = SPARES.take(key)  # a judge started ahead (an evolve run keeps spares), else a new one
+    result = None
+    try:
+        if judge is not None:
+            result = _run_judge(text, judge, suite, configs, quick, seeds, timeout, stages)
+        if result is None:  # no spare, or one that died before it read its job
+            if judge is not None:
+                judge.discard()
+            judge = spawn_judge(key)
+            result = _run_judge(text, judge, suite, configs, quick, seeds, timeout, stages) or EvalResult(
+                status="crashed", message="the judge died before it read its job", log_tail=_tail(judge.log_path))
+    finally:
+        if judge is not None:
+            judge.discard()
+    result.env["judge_spare"] = judge.spare  # started ahead of this candidate (the throughput benchmark reads it)
     result.wall_s = round(time.monotonic() - t0, 3)
     result.source_sha256 = sha
     result.suite, result.device, result.interpreter = suite, device, device == "cpu"
@@ -163,29 +177,82 @@ def _is_path(source) -> bool:
     return "\n" not in source and source.endswith(".py")
 
 
-def _run_judge(text, work: Path, device, suite, configs, quick, seeds, problem_path, timeout,
-               gpu=None, stages: "Stages | None" = None) -> EvalResult:
+@dataclass
+class JudgeProcess:
+    """A judge started for one evaluation (now, or ahead of it as a spare): its work
+    directory, its process waiting for the job on stdin, and the pipe its result comes on."""
+
+    key: tuple  # (device, GPU, problem path): what it was started for
+    work: Path
+    proc: subprocess.Popen
+    result_read: int  # our end of the result pipe
+    result_fd: int  # the judge's end, by its number in the judge (its job names it)
+    log_path: Path
+    spare: bool = False
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def discard(self) -> None:
+        """End it and remove its directory (idempotent). A spare that never got a job is
+        told so (its stdin closes) and ends its runners itself before it is killed."""
+        if self.alive() and self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=15)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        sandbox.kill_tree(self.proc)
+        self.proc.wait()
+        if self.result_read >= 0:
+            try:
+                os.close(self.result_read)
+            except OSError:
+                pass
+            self.result_read = -1
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def spawn_judge(key: tuple, spare: bool = False) -> JudgeProcess:
+    """`python -m avo.harness.judge DEVICE PROBLEM HELPERS` in a new work directory: it starts
+    the candidate's runner and compile helpers (avo/harness/prestart.py), then waits for its job."""
+    device, gpu, problem_path = key
+    work = Path(tempfile.mkdtemp(prefix="avo-eval-"))
+    read_fd, write_fd = os.pipe()
+    log_path = work / "judge.log"
+    argv = [sys.executable, "-s", "-m", "avo.harness.judge", device, problem_path, str(prestart.HELPERS[device])]
+    with open(log_path, "wb") as log:
+        proc = sandbox.spawn(argv, env=_scrubbed_env(work, device, gpu), cwd=work, pass_fds=(write_fd,),
+                             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+    os.close(write_fd)
+    return JudgeProcess(key, work, proc, read_fd, write_fd, log_path, spare)
+
+
+SPARES = spares.Spares(lambda key: spawn_judge(key, spare=True))  # enabled by an evolve run (flows/evolve.py)
+
+
+def _run_judge(text, judge: JudgeProcess, suite, configs, quick, seeds, timeout,
+               stages: "Stages | None" = None) -> EvalResult | None:
+    """The judge's result for this job; None if it was dead before it could read the job."""
+    work = judge.work
     cand = work / "candidate.py"
     cand.write_text(text)
-    read_fd, write_fd = os.pipe()
-    job = dict(candidate_path=str(cand), problem_path=str(problem_path), device=device, suite=suite,
-               configs=configs, quick=quick, seeds=seeds, result_fd=write_fd)
+    device, _, problem_path = judge.key
+    job = dict(candidate_path=str(cand), problem_path=problem_path, device=device, suite=suite,
+               configs=configs, quick=quick, seeds=seeds, result_fd=judge.result_fd)
     if stages is not None:
         job.update(stages.job_fields(work))
-    log_path = work / "judge.log"
-    with open(log_path, "wb") as log:
-        proc = sandbox.spawn([sys.executable, "-s", "-m", "avo.harness.judge"], env=_scrubbed_env(work, device, gpu),
-                             cwd=work, pass_fds=(write_fd,), stdin=subprocess.PIPE, stdout=log,
-                             stderr=subprocess.STDOUT)
-    os.close(write_fd)
     chunks: list[bytes] = []
-    reader = threading.Thread(target=_drain, args=(read_fd, chunks), daemon=True)
+    reader = threading.Thread(target=_drain, args=(judge.result_read, chunks), daemon=True)
+    judge.result_read = -1  # the reader owns it now
     reader.start()
+    proc = judge.proc
     try:
         proc.stdin.write(json.dumps(job).encode())
         proc.stdin.close()
     except BrokenPipeError:
-        pass  # the judge died at start; its exit code says why
+        if judge.spare:
+            return None  # a spare that died waiting: the caller starts a new judge
     timed_out = False
     try:
         rc = proc.wait(timeout=timeout)
@@ -194,7 +261,7 @@ def _run_judge(text, work: Path, device, suite, configs, quick, seeds, problem_p
         sandbox.kill_tree(proc)
         rc = proc.wait()
     reader.join(timeout=10)
-    tail = _tail(log_path)
+    tail = _tail(judge.log_path)
 
     if timed_out:
         return EvalResult(status="timeout", message=f"no result within {timeout:.0f} s; process group killed",

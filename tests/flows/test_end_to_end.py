@@ -7,10 +7,17 @@ from avo.lineage import Lineage
 from flows.evolve import evolve
 
 
-def test_one_real_generation_on_cpu(run_args):
+def test_one_real_generation_on_cpu(run_args, monkeypatch):
+    from avo.harness import runner, spares
+
+    pool = spares.Spares(runner.SPARES._spawn)  # this run's spare judges, to look at afterwards
+    monkeypatch.setattr(runner, "SPARES", pool)
     events = []
     live.subscribe(lambda kind, data: events.append((kind, data)))
     s = evolve(generations=1, population=2, **run_args)
+    # the run kept spare judges (a candidate after the first found one) and ended them all
+    assert pool.taken >= 1 and pool.started >= 2 and not pool.enabled and pool.count() == 0
+    assert any(a["judge_spare"] for a in Lineage(run_args["lineage_root"]).attempts())
     lineage = Lineage(run_args["lineage_root"])
     attempts = lineage.attempts()
     assert [a["generation"] for a in attempts] == [0, 1, 1]

@@ -1,0 +1,175 @@
+"""Judges started before their candidates (avo/harness/prestart.py, spares.py) on the
+CPU: a pre-started runner serves its candidate, compile helpers compile ahead and are
+dead before anything is checked or timed, a helper's sandbox violation rejects the
+candidate, and an evolve run's spare judges are used once each and cleaned up."""
+import os
+import select
+import time
+from pathlib import Path
+
+import pytest
+
+from avo.harness import evaluate, prestart, runner, spares
+from avo.problem import DEFAULT_PROBLEM
+
+SEED = (Path(__file__).parents[2] / "kernel_src/attention/seeds/fa2.py").read_text()
+
+
+def _ready(tmp_path, helpers: int, name: str = "work") -> prestart.Prestarted:
+    work = tmp_path / name
+    work.mkdir()
+    os.chmod(work, 0o777)
+    return prestart.Prestarted("cpu", str(DEFAULT_PROBLEM), work, helpers)
+
+
+def test_helpers_compile_every_shape_they_are_given_then_die(tmp_path):
+    ready = _ready(tmp_path, helpers=1)
+    try:
+        ready.path.write_text(SEED)  # the candidate arrives after its runners started
+        shapes = ready.problem.check_shapes("cpu")[:2]
+        ready.start_helpers(shapes)
+        helper = ready.helpers[0]
+        deadline = time.monotonic() + 240
+        while ready.record["warmed"] + ready.record["failed"] < len(shapes) and time.monotonic() < deadline:
+            select.select([helper.sock], [], [], 5)
+            ready._read_replies(helper)
+        assert ready.record["warmed"] == len(shapes) and ready.record["failed"] == 0, ready.record
+        pid = helper.proc.pid
+        ready.stop_helpers()
+        assert ready.record["killed_before_lock"] is True and ready.helpers == []
+        assert helper.proc.poll() is not None and not Path(f"/proc/{pid}/status").exists()
+    finally:
+        ready.close()
+
+
+def test_the_prestarted_runner_is_handed_over_once_and_only_alive(tmp_path):
+    ready = _ready(tmp_path, helpers=0)
+    try:
+        first = ready.take_runner()
+        assert first is not None and first.proc.poll() is None
+        assert ready.take_runner() is None  # one candidate per runner
+        first.kill()
+    finally:
+        ready.close()
+    dead = _ready(tmp_path, helpers=0, name="again")
+    try:
+        dead.runner.kill()
+        assert dead.take_runner() is None  # a runner that died waiting is not handed over
+    finally:
+        dead.close()
+
+
+def test_the_judge_uses_the_prestarted_runner_and_records_its_helpers(monkeypatch):
+    monkeypatch.setitem(prestart.HELPERS, "cpu", 1)
+    r = evaluate(SEED, device="cpu", quick=True)
+    assert r.status == "ok", r.message + r.log_tail
+    record = r.env["compile_helpers"]
+    assert record["helpers"] == 1 and record["killed_before_lock"] is True
+    assert record["stopped_at"] > 0
+
+
+# A kernel that breaks the sandbox only where a compile helper runs it: a helper's inputs are
+# tensors of their own, the main runner's are views of the judge's arena. The main runner's
+# first call waits, so the helper gets there first.
+HELPER_ONLY_CHEAT = SEED.replace(
+    "def attention(q, k, v, causal=False, sm_scale=None):",
+    """def attention(q, k, v, causal=False, sm_scale=None):
+    import time as _t
+    if q.untyped_storage().nbytes() == q.numel() * q.element_size():  # its own tensors: a helper
+        open("/etc/avo-helper-was-here", "w")
+    else:
+        _t.sleep(4)
+    return _attention(q, k, v, causal, sm_scale)
+
+
+def _attention(q, k, v, causal=False, sm_scale=None):""", 1)
+
+
+def test_a_sandbox_violation_in_a_compile_helper_rejects_the_candidate(monkeypatch):
+    assert HELPER_ONLY_CHEAT != SEED
+    monkeypatch.setitem(prestart.HELPERS, "cpu", 1)
+    r = evaluate(HELPER_ONLY_CHEAT, device="cpu", quick=True, static_checks=False)
+    assert r.status == "rejected", (r.status, r.message)
+    assert "compile helper" in r.message and "/etc/avo-helper-was-here" in r.message
+
+
+def test_without_helpers_the_same_kernel_passes(monkeypatch):
+    """The cheat above only misbehaves in a helper: with none, it is an honest kernel."""
+    monkeypatch.setitem(prestart.HELPERS, "cpu", 0)
+    r = evaluate(HELPER_ONLY_CHEAT, device="cpu", quick=True, static_checks=False)
+    assert r.status == "ok", r.message
+
+
+# ------------------------------------------------------------------ the pool
+class FakeJudge:
+    def __init__(self, key):
+        self.key, self.dead, self.discarded = key, False, False
+
+    def alive(self):
+        return not self.dead
+
+    def discard(self):
+        self.discarded = True
+
+
+def _wait(pool, n):
+    deadline = time.monotonic() + 5
+    while pool.count() < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pool.count()
+
+
+def test_the_pool_keeps_one_spare_per_evaluation_in_flight():
+    started = []
+    pool = spares.Spares(lambda key: started.append(FakeJudge(key)) or started[-1])
+    assert pool.take(("cpu", None, "p")) is None and started == []  # disabled: nothing started
+    pool.enable()
+    try:
+        key = ("cuda", "0", "p")
+        assert pool.take(key) is None and pool.take(key) is None  # two at once, none ready yet
+        assert _wait(pool, 2) == 2
+        first = pool.take(key)
+        assert first is started[0] and _wait(pool, 2) == 2  # taken and replaced
+        assert pool.take(("cuda", "1", "p")) is None  # another GPU's spares are its own
+        started[1].dead = True
+        second = pool.take(key)
+        assert second is started[2]  # a dead spare is discarded, never handed over
+        assert started[1].discarded
+        _wait(pool, 2)
+    finally:
+        pool.close()
+    kept = [j for j in started if j not in (first, second, started[1])]
+    assert kept and all(j.discarded for j in kept)  # close() kills every spare still waiting
+    assert not first.discarded and not second.discarded  # handed over: the caller's to discard
+    assert pool.take(key) is None
+
+
+def test_an_evolve_runs_spare_judges_serve_one_evaluation_each_and_are_cleaned_up(monkeypatch):
+    made = []
+    pool = spares.Spares(lambda key: made.append(runner.spawn_judge(key, spare=True)) or made[-1])
+    monkeypatch.setattr(runner, "SPARES", pool)
+    pool.enable()
+    try:
+        first = evaluate(SEED, device="cpu", quick=True)
+        deadline = time.monotonic() + 60
+        while pool.count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        spare = made[0]
+        second = evaluate(SEED, device="cpu", quick=True)
+        assert first.status == second.status == "ok", second.message
+        assert first.env["judge_spare"] is False and second.env["judge_spare"] is True
+        assert second.env["prestart"]["prepared_s"] > 0
+        assert spare.proc.poll() is not None and not spare.work.exists()  # used once, then gone
+        assert len(made) == 2  # and replaced by one more spare
+    finally:
+        pool.close()
+    assert pool.count() == 0
+    assert all(j.proc.poll() is not None and not j.work.exists() for j in made)  # the unused one too
+
+
+@pytest.mark.parametrize("argv,expected", [([], None), (["cpu", "p.py", "2"], ("cpu", "p.py", 2)),
+                                           (["cuda", "p.py", "99"], ("cuda", "p.py", 8))])
+def test_judge_argv(argv, expected):
+    assert prestart.parse_argv(argv) == expected
+    with pytest.raises(SystemExit):
+        prestart.parse_argv(["gpu", "p.py", "1"])
