@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -77,11 +78,15 @@ def technique_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", (name or "").lower()).strip("-")
 
 
+_CLAIMS = threading.Lock()  # module-level: a Population is pickled to Dask workers, a lock is not
+
+
 class Population:
     """The attempts, oldest first, and the questions asked of them."""
 
     def __init__(self, attempts: list[Attempt]):
         self.attempts = list(attempts)
+        self.in_flight: set[tuple] = set()  # (sha256, device, suite) claimed by an evaluation not yet recorded
 
     @classmethod
     def of(cls, lineage) -> "Population":
@@ -103,6 +108,17 @@ class Population:
         return Population([a for a in self.attempts if a.generation < generation])
 
     # ------------------------------------------------------------ queries
+    def claim(self, sha256: str, device: str, suite: str | None) -> bool:
+        """Claim this source for one evaluation: False when it is being evaluated already
+        (two slots of a generation may propose the same source; only one may judge it).
+        Threads of one flow share this object; a Dask worker's copy sees only its own."""
+        key = (sha256, device, suite)
+        with _CLAIMS:
+            if key in self.in_flight:
+                return False
+            self.in_flight.add(key)
+            return True
+
     def tried(self, sha256: str, device: str, suite: str | None) -> Attempt | None:
         """The attempt that already judged this exact source on this device and
         suite (a rerun would only re-measure noise), or None."""
@@ -183,6 +199,10 @@ def attempt_record(candidate, result, decision, measured: dict | None = None) ->
         # the judge's wall seconds per stage and inside timed batches: where an evaluation's time went
         "stage_s": result.env.get("stage_s") or {}, "kernel_s": result.env.get("kernel_s"),
         "judge_spare": bool(result.env.get("judge_spare")),  # its judge was started ahead of it
+        # how long that judge had waited, ready, for it; the compile helpers' shapes; each compile call's seconds
+        "judge_waited_s": (result.env.get("prestart") or {}).get("waited_s"),
+        "helpers_warmed": (result.env.get("compile_helpers") or {}).get("warmed"),
+        "compile_calls_s": [s for _, s in result.env.get("compile_calls") or []],
         **model_cost(candidate.meta),
     }
 

@@ -21,8 +21,10 @@ if [ -z "${SKIP_REFERENCE:-}" ]; then
 fi
 nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -l 2 > "$OUT/gpu-samples.csv" &
 SAMPLER=$!
+while sleep 2; do echo "$(date -u +%s) $(cut -d' ' -f1-4 /proc/loadavg)"; done > "$OUT/load-samples.txt" &
+LOADS=$!
 LEGS="1:${SECS:-420}" KILL_AFTER=${KILL_AFTER:-60} OUT="$OUT" bash benchmarks/gpu_evolve_legs.sh
-kill $SAMPLER 2>/dev/null
+kill $SAMPLER $LOADS 2>/dev/null
 python3 benchmarks/evolve_stages.py "$OUT/legs.log" --json "$OUT/stages.json" > "$OUT/stages.txt" 2>&1
 tail -25 "$OUT/stages.txt"
 sort -t, -k2 -n "$OUT/gpu-samples.csv" | tail -1 | sed 's/^/peak memory sample: /'

@@ -91,6 +91,8 @@ def evaluate(candidate: Candidate, slot: int, settings: Settings, population: Po
     seen = population.tried(candidate.sha256, settings.device, settings.suite)
     if seen is not None:
         return Duplicate(slot, candidate, f"duplicate: evaluated in generation {seen.generation} ({seen.status})")
+    if not population.claim(candidate.sha256, settings.device, settings.suite):  # never twice at once either
+        return Duplicate(slot, candidate, "duplicate: another slot of this generation is evaluating it")
     result, device_slot = judge(candidate.source, settings, best=best)
     if result is None:
         return NotRun(slot, candidate)

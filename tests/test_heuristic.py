@@ -2,8 +2,8 @@
 from pathlib import Path
 
 from avo.operators.base import VaryContext
-from avo.operators.heuristic import (BLOCK_SIZES, HeuristicOperator, fits_shared_memory, parse_move, read_knobs,
-                                     set_knobs)
+from avo.operators.heuristic import (BLOCK_SIZES, HeuristicOperator, fits_shared_memory, move_name, parse_move,
+                                     read_knobs, set_knobs)
 
 SEED = (Path(__file__).resolve().parents[1] / "kernel_src/attention/seeds/fa2.py").read_text()
 FEATURED = SEED.replace("NUM_STAGES = 2\n", "NUM_STAGES = 2\nUSE_TMA = False\nCAUSAL_SPLIT = True\n")
@@ -105,3 +105,18 @@ def test_why_cites_the_knowledge_base_when_there_is_one(tmp_path):
     history = [_attempt("NUM_STAGES=3", "NUM_STAGES 2->3: x", ratio=1.3)]
     cand = _op(history, kb=tmp_path).vary(_ctx(0, source=SEED.replace("NUM_STAGES = 2", "NUM_STAGES = 3"), parent=1))
     assert "NUM_STAGES" in cand.technique.name and "pipelining.md" in cand.technique.why
+
+
+def test_once_every_near_move_was_tried_the_slots_jump_to_different_kernels():
+    """With every single and paired move around a parent tried, each slot gets a jump (three
+    knobs at once) of its own: one jump for all slots made twelve slots judge one kernel."""
+    op = _op()
+    near = [m for m, _ in op.rank_moves(_ctx(0), read_knobs(SEED), [])]
+    history = [_attempt(move_name(m), "", sha=f"s{i}") for i, m in enumerate(near)]
+    op = _op(history)
+    jumps = [m for m, _ in op.rank_moves(_ctx(0), read_knobs(SEED), history)]
+    assert len(jumps) >= 12 and not set(jumps) & set(near)
+    proposals = [op.vary(_ctx(slot)) for slot in range(12)]
+    assert all(len(parse_move(p.technique.name) or ()) >= 2 for p in proposals)  # jumps, not near moves
+    assert len({p.sha256 for p in proposals}) == 12
+    assert not {p.technique.name for p in proposals} & {h["technique"]["name"] for h in history}

@@ -188,6 +188,9 @@ def _steer(knob: str, directions: list[str], problem=None) -> float:
 
 
 # ---------------------------------------------------------------- the operator
+JUMPS = 64  # distinct three-knob jumps offered once no move near a parent is left untried
+
+
 class HeuristicOperator:
     name = "heuristic"
 
@@ -258,13 +261,20 @@ class HeuristicOperator:
             if self.device == "cuda" and spill and self.problem.register_pressure(after) > spill:
                 score -= 0.05
             scored.append((move, score + rng.gauss(0, 0.004)))
-        if not scored and knobs:  # everything near was tried: jump (three knobs at once)
-            for _ in range(50):
+        if not scored and knobs:  # everything near was tried: jumps (three knobs at once), one per slot
+            jumps: dict[str, tuple] = {}
+            for _ in range(20 * JUMPS):  # (one jump for every slot made every slot propose the same kernel)
                 picks = rng.sample(singles, k=min(3, len(singles)))
                 move = tuple(sorted(p[0] for p in {p[0][0]: p for p in picks}.values()))
-                if move_name(move) not in tried:
-                    scored.append((move, -1.0))
+                name = move_name(move)
+                if name in tried or name in jumps or not fits_shared_memory({**knobs, **dict(move)}, self.problem,
+                                                                             self.device):
+                    continue
+                if source_sha256(set_knobs(ctx.parent_source, dict(move))) not in tried_shas:
+                    jumps[name] = move
+                if len(jumps) == JUMPS:
                     break
+            scored = [(move, -1.0) for move in jumps.values()]
         return sorted(scored, key=lambda ms: (-ms[1], move_name(ms[0])))
 
     def _part_score(self, knob: str, old, new, credit) -> float:

@@ -104,3 +104,34 @@ def test_a_gpu_run_with_fewer_candidates_than_slots_says_so(fake_harness, run_ar
     evolve(generations=1, population=2, **{**run_args, "device": "cuda"})
     err = capsys.readouterr().err
     assert "--population 2 is below this host's 6 evaluation slots" in err
+
+
+def test_two_slots_proposing_one_source_evaluate_it_once(fake_harness, run_args, monkeypatch, tmp_path):
+    """Every slot of a generation proposing the same kernel (a heuristic with one untried move
+    left did so on an H100: 12 evaluations of one source): one judges it, the rest are
+    duplicates, even while that one is still in flight."""
+    import time
+
+    from avo.candidate import Candidate, Technique
+    from avo.operators.heuristic import HeuristicOperator, set_knobs
+
+    def same_for_every_slot(self, ctx):
+        return Candidate(source=set_knobs(ctx.parent_source, {"BLOCK_N": 128}), parent=ctx.parent_version,
+                         operator="heuristic", generation=ctx.generation,
+                         technique=Technique(name="BLOCK_N=128", why="the one move left"))
+
+    monkeypatch.setattr(HeuristicOperator, "vary", same_for_every_slot)
+    params = tmp_path / "params.yaml"
+    params.write_text(params.read_text() + "evolve:\n  cpu_eval_slots: 4\n")  # all four in flight at once
+    fake = fake_harness()
+    slow = fake.__call__
+
+    def judge_slowly(source, **kw):
+        time.sleep(0.5)  # the first evaluation is still running when the others start
+        return slow(source, **kw)
+
+    monkeypatch.setattr("flows.generation.harness_evaluate", judge_slowly)
+    s = evolve(generations=1, population=4, **run_args)
+    sources = Counter(c["source"] for c in fake.calls)
+    assert len(fake.calls) == 2 and max(sources.values()) == 1  # the seed, then the proposal once
+    assert s.evaluated == 1
