@@ -54,6 +54,18 @@ def passes_gate(screen_tflops: list[float], gate: float | None) -> tuple[bool, s
     return False, f"screened out: screen geomean {g:.4g} < gate {gate:.4g} TFLOPS (the best's, less the slack)"
 
 
+def out_of_reach(measured: list[float], total: int, gate: float | None, peak: float) -> bool:
+    """True once the screen cannot pass whatever its untimed configs do: its geomean with
+    each of the (total - len(measured)) configs left at the GPU's physical peak is still
+    below the gate. Sound (no honest figure exceeds the peak, and the judge rejects any
+    that does), so stopping there changes no decision; it spares the GPU lock the rest of
+    a slow kernel's screen (H100: a 26 TFLOPS kernel held it 22 s for its six configs)."""
+    if gate is None or not measured or len(measured) >= total or peak <= 0:
+        return False
+    best_case = measured + [peak] * (total - len(measured))
+    return geomean(best_case) < gate * (1.0 - 1e-12)
+
+
 def confirmation_due(full_geomean: float, best_geomean: float | None, floor: float) -> bool:
     """A confirmation is only worth its GPU time when the full suite already says
     the candidate beats the best by the margin's floor."""

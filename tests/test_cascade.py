@@ -48,3 +48,17 @@ def test_the_confirmation_summary_takes_the_median_ratio_and_the_worse_spread():
 def test_the_default_screen_is_a_quarter_of_the_suite_and_at_least_three():
     assert len(cascade.screen_configs([f"c{i}" for i in range(24)])) == 6
     assert cascade.screen_configs([f"c{i}" for i in range(8)]) == ["c0", "c4", "c7"]
+
+
+def test_the_screen_is_out_of_reach_only_when_the_peak_on_the_rest_cannot_pass():
+    from avo.cascade import out_of_reach
+
+    peak = 1000.0
+    # 6 configs, gate 600: one at 26 TFLOPS caps the geomean at 1000 * (26/1000)^(1/6) = 544
+    assert out_of_reach([26.0], 6, 600.0, peak)
+    # one at 180: 1000 * 0.18^(1/6) = 751, still reachable; two at 180: 1000 * 0.18^(1/3) = 565, not
+    assert not out_of_reach([180.0], 6, 600.0, peak)
+    assert out_of_reach([180.0, 180.0], 6, 600.0, peak)
+    assert not out_of_reach([26.0], 6, None, peak)  # no gate: nothing to be out of reach of
+    assert not out_of_reach([26.0] * 6, 6, 600.0, peak)  # all measured: the gate itself decides
+    assert not out_of_reach([], 6, 600.0, peak)

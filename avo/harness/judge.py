@@ -231,7 +231,8 @@ class Judge(CascadeStages):
             first = self.last_batch.calls[0].params
             self.verified_batch(host, shape, 1, phase, full=True, vary=True, rng=rng, reuse=[first])
 
-    def time_all(self, host: Host, timed: list, baselines: dict) -> None:
+    def time_all(self, host: Host, timed: list, baselines: dict, stop=None) -> None:
+        """Time every shape in `timed`; stop(measured TFLOPS, peak) -> True ends it early."""
         gpu = self.result.env.get("gpu", "")
         peak = peak_tflops(gpu, interpreter=self.device == "cpu")
         suite_names = {s.name for s in self.suite_shapes()}
@@ -247,6 +248,8 @@ class Judge(CascadeStages):
                                           f"{peak:.4g} of {gpu}")
             (self.result.timings if shape.name in suite_names else self.result.heldout).append(row)
             log(f"  {shape.name}: {row.ms:.3f} ms {row.tflops:.4g} TFLOP/s")
+            if stop is not None and stop([t.tflops for t in self.result.timings], peak):
+                return
 
     def time_shape(self, host: Host, shape, est_s: float | None) -> ConfigTiming:
         """Median per-call time over REPEATS batches, by this process's clock."""
@@ -256,7 +259,10 @@ class Judge(CascadeStages):
         n = max(2, min(self.max_calls(shape), math.ceil(BATCH_TARGET_S[self.device] / max(est_s, 1e-6))))
         # a short warm-up: a shape's first calls (autotuning, a launcher's new specialisation) stay out
         # of the timed batches; a full batch of it cost a fifth of the stage and measured nothing
-        self.verified_batch(host, shape, min(n, WARM_UP_CALLS), "timed/warm-up", full=False, vary=False)
+        warm = min(n, WARM_UP_CALLS)
+        warm_s = self.verified_batch(host, shape, warm, "timed/warm-up", full=False, vary=False) / warm
+        if warm_s > 2 * est_s:  # far slower than the estimate: batches of the same target length, fewer calls
+            n = max(2, min(n, math.ceil(BATCH_TARGET_S[self.device] / warm_s)))
         batches = [self.verified_batch(host, shape, n, "timed", full=False, vary=False) for _ in range(REPEATS)]
         self.kernel_s += sum(batches)
         per_call = sorted(b / n for b in batches)

@@ -33,9 +33,13 @@ class CascadeStages:
         self.result.cascade = {"stage": "screen" if screen else "full", "stopped": "", "gate_tflops": gate,
                                "screen": [s.name for s in screen]}
         if screen:
-            with self.stage("screen"):
-                self.time_all(host, screen, baselines)
+            with self.stage("screen"):  # ends early once even the GPU's peak on the rest could not pass
+                self.time_all(host, screen, baselines, stop=lambda measured, peak: cascade.out_of_reach(
+                    measured, len(screen), gate, peak))
             passed, why = cascade.passes_gate([t.tflops for t in self.result.timings], gate)
+            if len(self.result.timings) < len(screen):  # out of reach: the partial geomean is below the gate too
+                passed, why = False, f"{why}; stopped after {len(self.result.timings)} of {len(screen)} screen configs: " \
+                      "the gate was out of reach"
             if not passed:
                 self.result.cascade["stopped"] = why
                 return host

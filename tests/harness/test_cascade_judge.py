@@ -191,3 +191,38 @@ def test_the_gpu_lock_let_go_inside_a_hold_lets_another_judge_in_and_is_taken_ba
     assert seen == [None, False, True, False, True]
     (a0, a1), (b0, b1) = judge.result.env["gpu_held"]
     assert a0 <= a1 <= b0 <= b1
+
+
+def test_the_screen_stops_once_the_gate_is_out_of_reach_even_at_the_peak():
+    """Two screen configs and a gate at 90% of the interpreter's 'peak': after the first, even
+    the peak on the second cannot lift the geomean to the gate, so the second is never timed."""
+    from avo.harness.peak import INTERPRETER_PEAK
+
+    screen = tuple(s.name for s in problem.SUITES["cpu"])
+    assert len(screen) == 2
+    lock = Path(tempfile.mkdtemp()) / "gpu0.timing.lock"
+    r = evaluate(SEED, device="cpu", stages=Stages(screen=screen, gate_tflops=0.9 * INTERPRETER_PEAK,
+                                                   gpu_lock=str(lock)))
+    assert r.status == "ok" and r.cascade["stage"] == "screen"
+    assert [t.config for t in r.timings] == [screen[0]]
+    assert "stopped after 1 of 2 screen configs" in r.cascade["stopped"]
+
+
+@pytest.mark.parametrize("per_call_s,expected_n", [(0.001, 24), (0.0012, 24), (0.010, 3), (0.050, 2)])
+def test_a_kernel_far_slower_than_the_estimate_gets_batches_of_the_same_length(per_call_s, expected_n):
+    """Batches are sized from cuDNN's time per call to last ~25 ms; a kernel more than twice as
+    slow (its warm-up says so) gets fewer calls per batch, still >= 2 and ~25 ms long, instead
+    of holding the GPU lock for its whole slowness times the cuDNN-sized count."""
+    judge = stub_judge("cuda")
+    judge.kernel_s, batches = 0.0, []
+    judge.max_calls = lambda shape: 24
+
+    def batch(host, shape, n, phase, **kw):
+        batches.append((phase, n))
+        return n * per_call_s
+
+    judge.verified_batch = batch
+    row = judge.time_shape(None, problem.SUITES["avo"][0], est_s=0.001)
+    timed = [n for phase, n in batches if phase == "timed"]
+    assert batches[0] == ("timed/warm-up", 3) and timed == [expected_n] * 3
+    assert row.calls == 3 * expected_n and abs(row.ms - per_call_s * 1e3) < 1e-9
