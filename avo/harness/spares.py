@@ -5,7 +5,9 @@ runners (prestart.py), none of which depends on the candidate. An evolve run kee
 spare judge for each (device, GPU, problem) it evaluates on: `take()` hands one over
 (or None, and the caller starts a judge itself) and asks for a replacement at once,
 so the next evaluation on that GPU finds its judge ready. The pool grows to the
-number of evaluations that ran at the same time and stays there.
+number of evaluations that ran at the same time, and by one more each time a take
+finds it empty (a judge needs ~10-15 s to be ready; evaluations that end in seconds,
+a compile error, drained it on an H100), up to MAX_PER_KEY.
 
 Each spare serves one evaluation and is never reused. It holds nothing of a
 candidate until its job is written to its stdin. Spares are started on one
@@ -20,6 +22,7 @@ import threading
 from typing import Callable
 
 Key = tuple  # (device, GPU, problem path)
+MAX_PER_KEY = 8  # spares of one GPU at most (each holds CUDA contexts: ~0.5 GB of GPU memory per process)
 
 
 class Spares:
@@ -29,6 +32,7 @@ class Spares:
         self._ready: dict[Key, list] = {}
         self._lock = threading.Lock()
         self._wanted: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: dict[Key, int] = {}  # asked for, not yet started
         self._thread: threading.Thread | None = None
         self.enabled = False
         self.started = self.taken = 0  # for the record and the tests
@@ -57,7 +61,12 @@ class Spares:
                     judge.discard()
             if found is not None:
                 self.taken += 1
-        self._wanted.put(key)
+            # a replacement; found none: one more, so that the pool keeps one in hand
+            room = MAX_PER_KEY - len(spares) - self._pending.get(key, 0)
+            wanted = max(0, min(room, 1 if found is not None else 2))
+            self._pending[key] = self._pending.get(key, 0) + wanted
+        for _ in range(wanted):
+            self._wanted.put(key)
         return found
 
     def close(self) -> None:
@@ -86,9 +95,10 @@ class Spares:
             try:
                 judge = self._spawn(key)
             except Exception:  # noqa: BLE001 - no spare: the next evaluation starts its judge itself
-                continue
+                judge = None
             with self._lock:
-                if self.enabled:
+                self._pending[key] = max(0, self._pending.get(key, 0) - 1)
+                if judge is not None and self.enabled:
                     self._ready.setdefault(key, []).append(judge)
                     self.started += 1
                     judge = None

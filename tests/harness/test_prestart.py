@@ -113,13 +113,13 @@ class FakeJudge:
 
 
 def _wait(pool, n):
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 2
     while pool.count() < n and time.monotonic() < deadline:
         time.sleep(0.01)
     return pool.count()
 
 
-def test_the_pool_keeps_one_spare_per_evaluation_in_flight():
+def test_the_pool_keeps_a_spare_per_evaluation_in_flight_and_one_in_hand():
     started = []
     pool = spares.Spares(lambda key: started.append(FakeJudge(key)) or started[-1])
     assert pool.take(("cpu", None, "p")) is None and started == []  # disabled: nothing started
@@ -127,15 +127,18 @@ def test_the_pool_keeps_one_spare_per_evaluation_in_flight():
     try:
         key = ("cuda", "0", "p")
         assert pool.take(key) is None and pool.take(key) is None  # two at once, none ready yet
-        assert _wait(pool, 2) == 2
+        assert _wait(pool, 4) == 4  # each empty-handed take: a replacement and one more in hand
         first = pool.take(key)
-        assert first is started[0] and _wait(pool, 2) == 2  # taken and replaced
+        assert first is started[0] and _wait(pool, 4) == 4  # taken and replaced, one for one
         assert pool.take(("cuda", "1", "p")) is None  # another GPU's spares are its own
         started[1].dead = True
         second = pool.take(key)
         assert second is started[2]  # a dead spare is discarded, never handed over
         assert started[1].discarded
-        _wait(pool, 2)
+        for _ in range(20):  # a burst of empty-handed takes grows the pool to its cap, no further
+            pool.take(("cuda", "2", "p"))
+        _wait(pool, 4 + 2 + spares.MAX_PER_KEY)
+        assert len(pool._ready[("cuda", "2", "p")]) == spares.MAX_PER_KEY
     finally:
         pool.close()
     kept = [j for j in started if j not in (first, second, started[1])]
@@ -160,7 +163,7 @@ def test_an_evolve_runs_spare_judges_serve_one_evaluation_each_and_are_cleaned_u
         assert first.env["judge_spare"] is False and second.env["judge_spare"] is True
         assert second.env["prestart"]["prepared_s"] > 0
         assert spare.proc.poll() is not None and not spare.work.exists()  # used once, then gone
-        assert len(made) == 2  # and replaced by one more spare
+        assert len(made) == 3  # the first take found none: two started; the second took one: one more
     finally:
         pool.close()
     assert pool.count() == 0
