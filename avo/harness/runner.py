@@ -193,14 +193,23 @@ class JudgeProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def discard(self) -> None:
-        """End it and remove its directory (idempotent). A spare that never got a job is
-        told so (its stdin closes) and ends its runners itself before it is killed."""
-        if self.alive() and self.proc.stdin and not self.proc.stdin.closed:
+    def hang_up(self) -> None:
+        """Tell a judge that got no job that none is coming (its stdin closes): it ends its
+        runners itself and exits."""
+        if self.proc.stdin and not self.proc.stdin.closed:
             try:
                 self.proc.stdin.close()
-                self.proc.wait(timeout=15)
-            except (OSError, subprocess.TimeoutExpired):
+            except OSError:
+                pass
+
+    def discard(self, grace_s: float = 15.0) -> None:
+        """End it and remove its directory (idempotent): hung up on, given grace_s to exit
+        on its own, then killed."""
+        if self.alive():
+            self.hang_up()
+            try:
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
                 pass
         sandbox.kill_tree(self.proc)
         self.proc.wait()

@@ -19,9 +19,11 @@ from __future__ import annotations
 import atexit
 import queue
 import threading
+import time
 from typing import Callable
 
 Key = tuple  # (device, GPU, problem path)
+CLOSE_GRACE_S = 10.0  # at close, for every spare together: time to end its runners before it is killed
 MAX_PER_KEY = 8  # spares of one GPU at most (each holds CUDA contexts: ~0.5 GB of GPU memory per process)
 
 
@@ -78,10 +80,13 @@ class Spares:
             spares = [j for js in self._ready.values() for j in js]
             self._ready.clear()
         self._wanted.put(None)
+        for judge in spares:  # all told at once, then all given the same few seconds (a Ctrl-C waits for this)
+            getattr(judge, "hang_up", lambda: None)()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        deadline = time.monotonic() + CLOSE_GRACE_S
         for judge in spares:
-            judge.discard()
+            judge.discard(grace_s=max(0.0, deadline - time.monotonic()))
 
     def count(self) -> int:
         with self._lock:

@@ -108,7 +108,7 @@ class FakeJudge:
     def alive(self):
         return not self.dead
 
-    def discard(self):
+    def discard(self, grace_s=15.0):
         self.discarded = True
 
 
@@ -176,3 +176,20 @@ def test_judge_argv(argv, expected):
     assert prestart.parse_argv(argv) == expected
     with pytest.raises(SystemExit):
         prestart.parse_argv(["gpu", "p.py", "1"])
+
+
+def test_closing_the_pool_ends_every_spare_together_within_the_grace_time():
+    """Ctrl-C closes the run's spares: all are hung up on at once and share one grace period,
+    also those still starting their runners; then nothing of them is left."""
+    made = []
+    pool = spares.Spares(lambda key: made.append(runner.spawn_judge(key, spare=True)) or made[-1])
+    pool.enable()
+    key = ("cpu", None, str(DEFAULT_PROBLEM))
+    pool.take(key), pool.take(key)  # two empty-handed takes: four spares on their way
+    deadline = time.monotonic() + 10
+    while pool.count() < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    pool.close()
+    assert time.monotonic() - t0 < spares.CLOSE_GRACE_S + 5
+    assert len(made) == 4 and all(j.proc.poll() is not None and not j.work.exists() for j in made)
