@@ -31,6 +31,7 @@ from avo.harness.host import Host
 from avo.harness.layout import layout
 
 HELPERS = {"cuda": 2, "cpu": 0}  # per judge; the interpreter compiles nothing, so it needs none
+MAX_REPLIES = 64  # a helper's answers read at its end: its "ready" and one per shape (a plan has ~20)
 
 
 class Prestarted:
@@ -112,9 +113,13 @@ class Prestarted:
         self.helpers = []
 
     def _read_replies(self, host: Host) -> None:
+        """What the helper has sent so far: at most one answer per message it was sent (a
+        helper writing without end cannot keep the judge, which holds the GPU lock, here)."""
         host.sock.settimeout(0.2)  # a helper that sends half a message cannot hold the judge
         try:
-            while select.select([host.sock], [], [], 0)[0]:
+            for _ in range(MAX_REPLIES):
+                if not select.select([host.sock], [], [], 0)[0]:
+                    break
                 reply = wire.recv(host.sock)
                 self.violations += [str(v)[:160] for v in reply.get("violations") or []]
                 if "warmed" in reply:

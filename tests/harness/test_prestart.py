@@ -193,3 +193,36 @@ def test_closing_the_pool_ends_every_spare_together_within_the_grace_time():
     pool.close()
     assert time.monotonic() - t0 < spares.CLOSE_GRACE_S + 5
     assert len(made) == 4 and all(j.proc.poll() is not None and not j.work.exists() for j in made)
+
+
+def test_a_helper_that_writes_without_end_cannot_keep_the_judge(tmp_path):
+    """The judge reads a helper's answers while it holds the GPU lock: a bounded number of them."""
+    import socket as socket_mod
+    import threading
+
+    from avo.harness import wire
+
+    ready = _ready(tmp_path, helpers=0)
+    ours, theirs = socket_mod.socketpair()
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            try:
+                wire.send(theirs, {"warmed": 1, "failed": 0, "violations": []})
+            except OSError:
+                return
+
+    class FakeHost:
+        sock = ours
+
+    threading.Thread(target=flood, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        ready._read_replies(FakeHost())
+        assert time.monotonic() - t0 < 2 and ready.record["warmed"] <= prestart.MAX_REPLIES
+    finally:
+        stop.set()
+        theirs.close()
+        ours.close()
+        ready.close()
