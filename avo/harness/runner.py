@@ -10,6 +10,7 @@ stages and docs/security.md for what is and is not guarded.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -197,27 +198,21 @@ class JudgeProcess:
         """Tell a judge that got no job that none is coming (its stdin closes): it ends its
         runners itself and exits."""
         if self.proc.stdin and not self.proc.stdin.closed:
-            try:
+            with contextlib.suppress(OSError):  # it died already: nothing to tell
                 self.proc.stdin.close()
-            except OSError:
-                pass
 
     def discard(self, grace_s: float = 15.0) -> None:
         """End it and remove its directory (idempotent): hung up on, given grace_s to exit
         on its own, then killed."""
         if self.alive():
             self.hang_up()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # then it is killed
                 self.proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        sandbox.kill_tree(self.proc)
+        sandbox.kill_tree(self.proc)  # nothing the evaluation started may outlive it
         self.proc.wait()
         if self.result_read >= 0:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self.result_read)
-            except OSError:
-                pass
             self.result_read = -1
         shutil.rmtree(self.work, ignore_errors=True)
 
@@ -275,7 +270,6 @@ def _run_judge(text, judge: JudgeProcess, suite, configs, quick, seeds, timeout,
     if timed_out:
         return EvalResult(status="timeout", message=f"no result within {timeout:.0f} s; process group killed",
                           log_tail=tail)
-    sandbox.kill_tree(proc)  # nothing the evaluation started may outlive it
     payload = b"".join(chunks)
     if payload:
         try:

@@ -302,13 +302,14 @@ def warm_up(device: str) -> None:
         return
     import torch
 
-    # Triton specialises integers on == 1 and % 16: 16 query heads, a length of 16 and GQA
-    # groups of 1 and 4 compile the variants the avo suite uses (heads 16/32, groups 1/4/8)
-    for heads_kv in (16, 4):
-        for causal in (False, True):
-            q = torch.zeros(1, 16, 16, 128, dtype=torch.bfloat16, device="cuda")
-            kv = torch.zeros(1, heads_kv, 16, 128, dtype=torch.bfloat16, device="cuda")
-            _reference_kernel().attention_fp32(q, kv, kv, causal)
+    # the compile shapes of every shape the recheck gives the fused kernel: the smallest shapes
+    # in the same Triton specialisation classes (the same rule as the candidates' compile stage)
+    fused = [s for suite in SUITES.values() for s in suite if fused_reference(s, device)]
+    for shape in dict.fromkeys(compile_shapes(fused)):
+        (_, q_dims, dt, _), (_, kv_dims, _, _) = buffers(shape)[:2]
+        q = torch.zeros(q_dims, dtype=getattr(torch, dt), device="cuda")
+        kv = torch.zeros(kv_dims, dtype=getattr(torch, dt), device="cuda")
+        _reference_kernel().attention_fp32(q, kv, kv, shape.causal)
     torch.cuda.synchronize()
 
 
