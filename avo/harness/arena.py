@@ -1,7 +1,11 @@
 """The judge's buffers, shared with the candidate's runner: one flat byte arena.
 
 The judge allocates the arena, writes every input into it and reads every output
-from it; the runner only maps it. On the CPU the arena is a memfd mapped by both
+from it; the runner only maps it. A judge has two in turn: a small one for the
+compile stage, and the one its timed calls need (up to 24 calls of the largest
+shape: 15 GB for the AVO suite), allocated only while it holds the GPU lock and
+freed once every runner that mapped it has exited (judge.py, timing_arena), so
+that the evaluations waiting for the lock hold no large buffers. On the CPU the arena is a memfd mapped by both
 processes (its descriptor travels over the socket); on a GPU it is one device
 allocation exported through CUDA IPC (driver API, through ctypes: trusted code in
 both processes, called before the candidate is imported). Tensors are views at
@@ -34,6 +38,13 @@ class Arena:
     def nbytes(self) -> int:
         return self.flat.numel()
 
+    def close(self) -> None:
+        """Drop this process's hold on it (its memory goes with the last view of it)."""
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+        self.flat = self._keepalive = None
+
     def view(self, offset: int, shape, dtype):
         import torch
 
@@ -57,12 +68,12 @@ def create_cpu(nbytes: int) -> Arena:
     return Arena(flat, {"kind": "cpu", "nbytes": nbytes}, [fd], keepalive=mm)
 
 
-def open_cpu(descriptor: dict, fd: int) -> Arena:
+def open_cpu(descriptor: dict, fd: int, frombuffer=None) -> Arena:
     import torch
 
     mm = mmap.mmap(fd, int(descriptor["nbytes"]))
     os.close(fd)
-    return Arena(torch.frombuffer(mm, dtype=torch.uint8), descriptor, [], keepalive=mm)
+    return Arena((frombuffer or torch.frombuffer)(mm, dtype=torch.uint8), descriptor, [], keepalive=mm)
 
 
 # ------------------------------------------------------------------------ GPU
@@ -132,3 +143,15 @@ def open_cuda(descriptor: dict) -> Arena:
 
 def create(device: str, nbytes: int) -> Arena:
     return create_cuda(nbytes) if device == "cuda" else create_cpu(nbytes)
+
+
+def opener(device: str):
+    """open(descriptor, fds) -> Arena for the runner, with the torch functions it needs
+    taken now: the runner maps a second arena after the candidate's numpy bridges are
+    closed (torch.frombuffer among them, candidate_host.close_numpy_bridges)."""
+    if device == "cuda":
+        return lambda descriptor, fds: open_cuda(descriptor)
+    import torch
+
+    frombuffer = torch.frombuffer
+    return lambda descriptor, fds: open_cpu(descriptor, fds[0], frombuffer)

@@ -70,11 +70,14 @@ def make_audit_hook(writable_roots: list[str]):
     """(hook, state, violations): a Python audit hook that refuses, and records, what no
     kernel needs, once state["enforcing"] is set. A closure over helpers captured now, so
     that patching os.path or builtins later changes nothing here."""
-    state, violations = {"enforcing": False}, []
+    # "trusted": the runner's own thread while it maps the timing arena (its ctypes calls and mmap),
+    # by thread id: the candidate's thread is watched all the while
+    state, violations = {"enforcing": False, "trusted": None}, []
     writable = tuple(os.path.realpath(p) + os.sep for p in writable_roots)
     realpath, basename, abspath, fsdecode = os.path.realpath, os.path.basename, os.path.abspath, os.fsdecode
     pid, write_flags, inside = str(os.getpid()), os.O_WRONLY | os.O_RDWR, threading.local()
     _str, _bytes, _int, _set, _isinstance, _getattr = str, bytes, int, set, isinstance, getattr
+    get_ident = threading.get_ident
 
     def frame_file(frame) -> str:
         try:
@@ -124,7 +127,7 @@ def make_audit_hook(writable_roots: list[str]):
         return None
 
     def hook(event: str, args: tuple) -> None:
-        if not state["enforcing"] or _getattr(inside, "busy", False):
+        if not state["enforcing"] or _getattr(inside, "busy", False) or state["trusted"] == get_ident():
             return
         inside.busy = True
         try:
@@ -264,8 +267,9 @@ def main() -> int:
     # after the arena is mapped, just before the candidate is imported, as always
     report = start_activity_watch(device) if candidate and device == "cuda" else None
     # the first message: the arena, sent once the judge has the candidate (its file exists from then on)
+    open_arena = arena_mod.opener(device)
     message, fds = recv(sock, with_fds=True)
-    shared = arena_mod.open_cpu(message, fds[0]) if device == "cpu" else arena_mod.open_cuda(message)
+    shared = open_arena(message, fds)
     hook, audit, violations = make_audit_hook([workdir, "/tmp", "/dev/shm"])
     if candidate:
         close_numpy_bridges(violations)
@@ -284,11 +288,21 @@ def main() -> int:
         return 0
     while True:
         try:
-            message = recv(sock)
+            message, fds = recv(sock, with_fds=True)
         except wire.WireError:
             return 0
         if message.get("op") in ("batch", "warm"):
             work.put((message["op"], message["calls"]))
+            send(sock, {**_plain(results.get()), "violations": list(violations)})
+        elif message.get("op") == "arena":  # the timed calls' arena, once the judge holds the GPU (judge.py)
+            audit["trusted"] = threading.get_ident()
+            try:
+                work.put(("arena", open_arena(message, fds)))
+            except Exception as e:  # noqa: BLE001 - the judge ends the evaluation on it
+                send(sock, {"error": f"mapping the timing arena: {type(e).__name__}: {e}"[:300], "kind": "crashed"})
+                continue
+            finally:
+                audit["trusted"] = None
             send(sock, {**_plain(results.get()), "violations": list(violations)})
         elif message.get("op") == "finish":
             audit["enforcing"] = False
@@ -315,6 +329,10 @@ def serve_calls(path: str, entry: str, shared, device: str, work, results) -> No
     results.put({"ready": True})
     while True:
         op, calls = work.get()
+        if op == "arena":  # every call from now on views the new arena
+            shared = calls
+            results.put({"mapped": shared.nbytes})
+            continue
         results.put(_run_batch(fn, entry, shared, calls, device, torch) if op == "batch"
                     else _warm(fn, calls, device, torch))
 

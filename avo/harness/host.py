@@ -31,6 +31,7 @@ class Host:
     def __init__(self, path: Path, device: str, workdir: Path, log, entry: str = "attention",
                  env: dict | None = None):
         self.device = device
+        self.killed = False
         self.box = sandbox.detect()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = parent_end
@@ -48,6 +49,11 @@ class Host:
     # ------------------------------------------------------------ protocol
     def map_arena(self, arena) -> None:
         wire.send(self.sock, arena.descriptor, fds=arena.fds)
+
+    def remap_arena(self, arena, timeout_s: float) -> dict:
+        """Point the runner at another arena (the timed calls', judge.py timing_arena); its reply."""
+        wire.send(self.sock, {"op": "arena", **arena.descriptor}, fds=arena.fds)
+        return self.receive(timeout_s, "mapping the timing arena")
 
     def wait_ready(self, timeout_s: float) -> dict:
         return self.receive(timeout_s, "load")
@@ -81,6 +87,10 @@ class Host:
             return None
 
     def kill(self) -> None:
+        """Once: a second kill_tree would signal a process group whose id may be reused by then."""
+        if self.killed:
+            return
+        self.killed = True
         sandbox.kill_tree(self.proc)
         try:
             self.proc.wait(timeout=10)

@@ -8,6 +8,8 @@ candidates (spares.py). It owns the seeds,
 the inputs, the reference, the tolerances, the comparison, the clock and the
 record; the candidate runs in another process, in the OS sandbox
 (candidate_host.py), and only ever sees the buffers of the call it is making.
+The buffers live in a small arena while the candidate loads and compiles, and in
+the timed calls' arena (GBs) only while this judge holds the GPU (timing_arena).
 
 Stages, each of which can end the evaluation with a status (the cascade's in
 judge_stages.py, whose GPU lock the checking and timing stages hold):
@@ -43,6 +45,7 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from avo.harness import allowlist, arena as arena_mod, calls, timing
@@ -82,7 +85,9 @@ class Judge(CascadeStages):
                                  suite=job["suite"], seeds=self.seeds)
         self.result.env = timing.env_info(self.device)
         self.log = open(workdir / "runner.log", "ab")
-        self.arena = None
+        self.arena = None  # the arena runners map now: the compile stage's, or the timed calls' (timing_arena)
+        self.timing_bytes = 0  # what the timed calls' arena needs
+        self.timing_hosts: list | None = None  # runners that mapped the timed calls' arena, while it exists
         self.io_elements = 0  # inputs + outputs of every call: the budget for host-side element-wise ops
         self.last_call_s: dict[tuple[int, str], float] = {}  # per (runner, shape): sizes the next batch's watchdog
         self.hosts_started = 0
@@ -99,7 +104,8 @@ class Judge(CascadeStages):
             timed = suite + ([] if self.quick else self.held_out_shapes())
             screening = bool(timed and self.job.get("screen"))
             pool = self.held_out_pool() if timed and self.job.get("time_held_out_pool") else []
-            self.arena = arena_mod.create(self.device, self.arena_bytes(timed + pool))
+            self.timing_bytes = self.arena_bytes(timed + pool)
+            self.arena = arena_mod.create(self.device, self.compile_arena_bytes())
             baselines = {}
             if timed and self.device == "cuda":  # a screened candidate's held-out shapes: if it passes the gate
                 with self.stage("baselines"):  # (the pool: every held-out shape, for the GPU's cache)
@@ -116,15 +122,15 @@ class Judge(CascadeStages):
                 self.compile(host, plan)
             with self.gpu_lock():
                 self.stop_helpers()  # none runs while anything is checked or timed
-                with self.stage("check"):  # a screened candidate is checked in full only if it passes the gate
-                    self.check(host, "check", self.seeds[1], QUICK_CHECKS if screening else None)
-                if timed:
-                    host = self.cascade(host, suite, timed, baselines)
-                with self.stage("finish"):
-                    self.finish(host)
-            if self.confirmation_due():
-                host.kill()  # its process (and any work it left) ends before the best is timed
+                with self.timing_arena(host):  # ends the runner (and any work it left) as it goes
+                    with self.stage("check"):  # a screened candidate is checked in full only if it passes the gate
+                        self.check(host, "check", self.seeds[1], QUICK_CHECKS if screening else None)
+                    if timed:
+                        host = self.cascade(host, suite, timed, baselines)
+                    with self.stage("finish"):
+                        self.finish(host)
                 host = None
+            if self.confirmation_due():
                 with self.stage("confirm"):
                     self.confirm(suite)
         except Verdict as v:
@@ -152,11 +158,54 @@ class Judge(CascadeStages):
         self.hosts_started += 1
         host.tag = self.hosts_started  # keys its watchdog estimates: a new runner's first batch compiles
         host.map_arena(self.arena)
+        if self.timing_hosts is not None:  # it maps the timed calls' arena: it ends before that is freed
+            self.timing_hosts.append(host)
         reply = host.wait_ready(COMPILE_TIMEOUT_S[self.device])
         self.check_violations(reply)
         if "error" in reply:
             raise Verdict("compile_error", f"{what}: {reply['error']}")
         return host
+
+    @contextmanager
+    def timing_arena(self, host: Host | None = None):
+        """The arena the timed calls need, only while this judge holds the GPU: allocated
+        here and mapped into `host` (the runner that compiled in the small arena) and into
+        every runner started meanwhile (start()). On the way out those runners are killed,
+        and the arena is freed once they have exited: memory a runner still maps must not
+        go back to the driver (the next judge of this GPU would get it). Four evaluations
+        in flight no longer fit an 80 GB H100 when each holds its 15 GB from the start.
+        Re-entrant: a stage that needs it inside one that has it (held-out baselines timed
+        past the gate) uses the one there is."""
+        if self.timing_hosts is not None:
+            yield
+            return
+        compile_arena, self.timing_hosts = self.arena, []
+        t0, since = clock(), time.monotonic()
+        self.arena = arena_mod.create(self.device, self.timing_bytes)
+        self.result.env["arena_bytes"] = {"compile": compile_arena.nbytes, "timing": self.arena.nbytes}
+        try:
+            if host is not None:
+                self.timing_hosts.append(host)
+                reply = host.remap_arena(self.arena, COMPILE_TIMEOUT_S[self.device])
+                self.check_violations(reply)
+                if reply.get("mapped") != self.arena.nbytes:
+                    raise Verdict("crashed", f"mapping the timing arena: the runner answered {str(reply)[:160]}")
+            self.stage_s["arena"] = self.stage_s.get("arena", 0.0) + clock() - t0
+            yield
+        finally:
+            for runner in self.timing_hosts:
+                runner.kill()
+            mapped_still = any(runner.proc.poll() is None for runner in self.timing_hosts)
+            timing_arena, self.arena, self.timing_hosts = self.arena, compile_arena, None
+            if mapped_still:  # a runner that would not die keeps it, until this judge exits
+                self.result.env["timing_arena_kept"] = True
+                self.kept_arena = timing_arena
+            else:
+                timing_arena.close()
+                release_cached_memory(self.device)
+            # [allocated, freed or kept] by the system-wide clock of env.gpu_held: inside one hold, but for
+            # a confirmation's (compiles between its holds) and a candidate past the gate (gpu_released)
+            self.result.env.setdefault("timing_arena_held", []).append([round(since, 4), round(time.monotonic(), 4)])
 
     def compile(self, host: Host, todo: list) -> None:
         """One call of each shape in `todo`, under the compile watchdog, outside the GPU lock.
@@ -350,11 +399,25 @@ class Judge(CascadeStages):
     def max_calls(self, shape) -> int:
         return max(1, min(MAX_CALLS[self.device], self.arena.nbytes // calls.call_bytes(shape, self.problem)))
 
+    def compile_arena_bytes(self) -> int:
+        """The compile stage's arena: one call of its largest shape (MBs, not the GBs of timing)."""
+        need = max((calls.call_bytes(s, self.problem) for s in self.compile_plan()), default=arena_mod.ALIGN)
+        return arena_mod.align(min(need, ARENA_BYTES[self.device]))
+
     def arena_bytes(self, timed: list) -> int:
         shapes = timed + self.check_shapes() + self.compile_plan()
         need = max(calls.call_bytes(s, self.problem) * (MAX_CALLS[self.device] if s in timed else 2)
                    for s in shapes)
         return arena_mod.align(min(need, ARENA_BYTES[self.device]))
+
+
+def release_cached_memory(device: str) -> None:
+    """Hand what PyTorch's allocator caches in this process back to the driver (a freed
+    timing arena), for the next judge of this GPU."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def unique(shapes: list) -> list:

@@ -83,7 +83,7 @@ class CascadeStages:
         missing = [s for s in timed if not all((s.name, b) in out for b in columns)]
         self.result.env["baselines_cached"] = len({n for n, _ in out if n in {s.name for s in timed}})
         if missing:
-            with self.gpu_lock():  # only timing needs the GPU to itself
+            with self.gpu_lock(), self.timing_arena():  # only timing needs the GPU (and the large arena)
                 out.update(self.time_baselines(missing))
         return out
 
@@ -145,7 +145,16 @@ class CascadeStages:
                    "candidate": (Path(self.job["candidate_path"]), self.workdir)}
         ms = {"best": [], "candidate": []}
         own_checks, own_stats = len(self.result.checks), dict(self.result.compile_stats)
-        for _ in range(int(job.get("rounds", 3))):
+        with self.timing_arena():  # held through the rounds' compiles too: a confirmation is rare
+            self.confirm_rounds(int(job.get("rounds", 3)), shapes, kernels, ms, own_checks)
+        self.result.compile_stats = own_stats
+        found = cascade.summarise_confirmation(ms["best"], ms["candidate"])
+        self.result.confirm = {"best_version": job.get("version"), "best_sha256": job.get("sha256", ""),
+                               "rounds": len(ms["best"]), "configs": [s.name for s in shapes], **found.to_dict(),
+                               "best_ms": ms["best"], "candidate_ms": ms["candidate"]}
+
+    def confirm_rounds(self, rounds: int, shapes: list, kernels: dict, ms: dict, own_checks: int) -> None:
+        for _ in range(rounds):
             for who in ("best", "candidate"):
                 path, workdir = kernels[who]
                 host = self.start(path, calls.entry(self.problem), f"confirm ({who})", workdir)
@@ -158,11 +167,6 @@ class CascadeStages:
                 if who == "best":  # the best's verification records are not the candidate's
                     del self.result.checks[own_checks:]
             own_checks = len(self.result.checks)
-        self.result.compile_stats = own_stats
-        found = cascade.summarise_confirmation(ms["best"], ms["candidate"])
-        self.result.confirm = {"best_version": job.get("version"), "best_sha256": job.get("sha256", ""),
-                               "rounds": len(ms["best"]), "configs": [s.name for s in shapes], **found.to_dict(),
-                               "best_ms": ms["best"], "candidate_ms": ms["candidate"]}
 
     @contextmanager
     def stage(self, name: str):

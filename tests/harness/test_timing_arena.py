@@ -1,0 +1,119 @@
+"""The timed calls' arena exists only while a judge holds the GPU (judge.py, timing_arena):
+evaluations waiting for the lock hold a small compile arena, not the GBs of timing."""
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from avo.harness import judge as judge_mod
+from avo.harness.calls import Verdict
+from avo.harness.candidate_host import make_audit_hook
+from avo.harness.judge import Judge
+from avo.harness.runner import Stages, evaluate
+from avo.records import EvalResult
+
+SEED = Path("kernel_src/attention/seeds/fa2.py").read_text()
+SCREEN = ("mha b1 s128 d64 full fp16",)
+
+
+def test_compiling_uses_a_small_arena_and_timing_a_larger_one_only_inside_the_gpu_lock():
+    lock = Path(tempfile.mkdtemp()) / "gpu0.timing.lock"
+    r = evaluate(SEED, device="cpu", stages=Stages(screen=SCREEN, gate_tflops=None, gpu_lock=str(lock)))
+    assert r.status == "ok", r.message
+    assert r.timings and r.checks  # the runner checked and timed in the arena it was handed under the lock
+    sizes = r.env["arena_bytes"]
+    assert 0 < sizes["compile"] < sizes["timing"]
+    held = r.env["gpu_held"]
+    for start, end in r.env["timing_arena_held"]:
+        assert any(h0 <= start and end <= h1 for h0, h1 in held), (start, end, held)
+
+
+class FakeArena:
+    def __init__(self, nbytes, events):
+        self.nbytes, self.events, self.fds = nbytes, events, []
+
+    def close(self):
+        self.events.append("freed")
+
+
+class FakeRunner:
+    def __init__(self, events, dies=True, reply=None):
+        self.events, self.dies, self.reply = events, dies, reply
+
+    def remap_arena(self, arena, timeout_s):
+        self.events.append("mapped")
+        return self.reply if self.reply is not None else {"mapped": arena.nbytes, "violations": []}
+
+    def kill(self):
+        self.events.append("killed")
+
+    @property
+    def proc(self):
+        runner = self
+
+        class Proc:
+            def poll(self):
+                return 0 if runner.dies else None
+        return Proc()
+
+
+def bare_judge(monkeypatch, events):
+    judge = Judge.__new__(Judge)
+    judge.device, judge.timing_bytes, judge.timing_hosts, judge.stage_s = "cpu", 1 << 20, None, {}
+    judge.result = EvalResult(status="ok", device="cpu")
+    judge.arena = FakeArena(4096, events)
+    monkeypatch.setattr(judge_mod.arena_mod, "create", lambda device, nbytes: FakeArena(nbytes, events))
+    return judge
+
+
+def test_the_runner_that_mapped_the_timing_arena_is_killed_before_it_is_freed(monkeypatch):
+    events = []
+    judge = bare_judge(monkeypatch, events)
+    small = judge.arena
+    with judge.timing_arena(FakeRunner(events)):
+        assert judge.arena.nbytes == 1 << 20
+        with judge.timing_arena():  # re-entrant: a nested stage uses the one there is
+            assert judge.arena.nbytes == 1 << 20
+    assert events == ["mapped", "killed", "freed"]
+    assert judge.arena is small and judge.timing_hosts is None
+
+
+def test_a_runner_that_will_not_die_keeps_the_arena_allocated(monkeypatch):
+    events = []
+    judge = bare_judge(monkeypatch, events)
+    with judge.timing_arena(FakeRunner(events, dies=False)):
+        pass
+    assert events == ["mapped", "killed"]  # never freed: the runner may still write into it
+    assert judge.result.env["timing_arena_kept"] is True
+
+
+def test_a_runner_that_does_not_confirm_the_new_arena_ends_the_evaluation(monkeypatch):
+    events = []
+    judge = bare_judge(monkeypatch, events)
+    with pytest.raises(Verdict, match="mapping the timing arena"):
+        with judge.timing_arena(FakeRunner(events, reply={"mapped": 4096, "violations": []})):
+            pytest.fail("timed in an arena the runner did not map")
+    assert events == ["mapped", "killed", "freed"]
+
+
+def test_only_the_runners_own_thread_is_let_through_while_it_maps_the_timing_arena():
+    hook, state, violations = make_audit_hook([tempfile.gettempdir()])
+    state["enforcing"] = True
+    state["trusted"] = threading.get_ident()  # this thread maps the arena (candidate_host.main)
+    hook("ctypes.call_function", (0, ()))  # its own ctypes calls pass
+    refused = []
+
+    def candidate_thread():
+        try:
+            hook("ctypes.call_function", (0, ()))
+        except PermissionError as e:
+            refused.append(str(e))
+
+    t = threading.Thread(target=candidate_thread)
+    t.start()
+    t.join()
+    assert refused and violations == ["ctypes.call_function is not allowed"]
+    state["trusted"] = None
+    with pytest.raises(PermissionError):
+        hook("ctypes.call_function", (0, ()))
