@@ -101,7 +101,7 @@ class Evaluator:
         if self.device != "cuda":
             return evaluate(source, **{**kw, **overrides})
         gpu = gpu_pool.gpu_of(slot)
-        kw["gpu"] = gpu
+        kw["gpu"], kw["compile_helpers"] = gpu, self.cfg.compile_helpers
         if not self.cascading or self.cfg.quick or overrides.get("quick") or overrides.get("configs"):
             return evaluate(source, **{**kw, **overrides})
         key, kw = self.key(gpu), {**kw, **overrides}

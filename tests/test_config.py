@@ -93,3 +93,10 @@ def test_timing_cpus_per_gpu_is_a_count_that_zero_turns_off():
         config_from_dict({"harness": {"timing_cpus_per_gpu": -1}})
     with pytest.raises(ConfigError, match="expected int"):
         config_from_dict({"harness": {"timing_cpus_per_gpu": 1.5}})
+
+
+def test_compile_helpers_is_a_small_count():
+    assert load_config(REPO / "params.yaml").harness.compile_helpers == 2
+    assert config_from_dict({"harness": {"compile_helpers": 0}}).harness.compile_helpers == 0
+    with pytest.raises(ConfigError, match=r"harness.compile_helpers = 9; must be <= 8"):
+        config_from_dict({"harness": {"compile_helpers": 9}})

@@ -269,3 +269,10 @@ def test_every_held_out_draw_comes_from_the_problems_pool():
             assert len({s.name for s in pool}) == len(pool)
             for seed in range(20):
                 assert set(problem.held_out_shapes(device, random.Random(seed), 2)) <= set(pool)
+
+
+def test_the_judge_gets_the_configured_number_of_compile_helpers(tmp_path):
+    fake = FakeJudge()
+    make(tmp_path, compile_helpers=3).judge("k", "0", None, fake)
+    make(tmp_path, compile_helpers=0).judge("k", "0", None, fake)
+    assert [c["compile_helpers"] for c in fake.calls] == [3, 0]

@@ -69,6 +69,7 @@ def evaluate(
     static_checks: bool = True,
     gpu: int | str | None = None,  # pin the judge and its runner to this GPU (CUDA_VISIBLE_DEVICES); None: inherit
     stages: "Stages | None" = None,  # the cascade (avo/cascade.py): cached baselines, screen, gate, confirmation
+    compile_helpers: int | None = None,  # runners that compile ahead (prestart.py); None: prestart.HELPERS
 ) -> EvalResult:
     """Judge one candidate. Always returns an EvalResult (errors are data).
 
@@ -102,7 +103,8 @@ def evaluate(
     timeout = timeout_s or DEFAULT_TIMEOUT_S[device]
     seeds = seeds or [secrets.randbits(31) for _ in range(6)]
     t0 = time.monotonic()
-    key = (device, None if gpu is None else str(gpu), str(Path(problem_path).resolve()))
+    helpers = prestart.HELPERS[device] if compile_helpers is None or device != "cuda" else int(compile_helpers)
+    key = (device, None if gpu is None else str(gpu), str(Path(problem_path).resolve()), helpers)
     judge = SPARES.take(key)  # a judge started ahead (an evolve run keeps spares), else a new one
     result = None
     try:
@@ -183,7 +185,7 @@ class JudgeProcess:
     """A judge started for one evaluation (now, or ahead of it as a spare): its work
     directory, its process waiting for the job on stdin, and the pipe its result comes on."""
 
-    key: tuple  # (device, GPU, problem path): what it was started for
+    key: tuple  # (device, GPU, problem path, compile helpers): what it was started for
     work: Path
     proc: subprocess.Popen
     result_read: int  # our end of the result pipe
@@ -220,11 +222,11 @@ class JudgeProcess:
 def spawn_judge(key: tuple, spare: bool = False) -> JudgeProcess:
     """`python -m avo.harness.judge DEVICE PROBLEM HELPERS` in a new work directory: it starts
     the candidate's runner and compile helpers (avo/harness/prestart.py), then waits for its job."""
-    device, gpu, problem_path = key
+    device, gpu, problem_path, helpers = key
     work = Path(tempfile.mkdtemp(prefix="avo-eval-"))
     read_fd, write_fd = os.pipe()
     log_path = work / "judge.log"
-    argv = [sys.executable, "-s", "-m", "avo.harness.judge", device, problem_path, str(prestart.HELPERS[device])]
+    argv = [sys.executable, "-s", "-m", "avo.harness.judge", device, problem_path, str(helpers)]
     with open(log_path, "wb") as log:
         proc = sandbox.spawn(argv, env=_scrubbed_env(work, device, gpu), cwd=work, pass_fds=(write_fd,),
                              stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
@@ -241,7 +243,7 @@ def _run_judge(text, judge: JudgeProcess, suite, configs, quick, seeds, timeout,
     work = judge.work
     cand = work / "candidate.py"
     cand.write_text(text)
-    device, _, problem_path = judge.key
+    device, _, problem_path, _ = judge.key
     job = dict(candidate_path=str(cand), problem_path=problem_path, device=device, suite=suite,
                configs=configs, quick=quick, seeds=seeds, result_fd=judge.result_fd)
     if stages is not None:

@@ -184,7 +184,7 @@ def test_closing_the_pool_ends_every_spare_together_within_the_grace_time():
     made = []
     pool = spares.Spares(lambda key: made.append(runner.spawn_judge(key, spare=True)) or made[-1])
     pool.enable()
-    key = ("cpu", None, str(DEFAULT_PROBLEM))
+    key = ("cpu", None, str(DEFAULT_PROBLEM), 0)
     pool.take(key), pool.take(key)  # two empty-handed takes: four spares on their way
     deadline = time.monotonic() + 10
     while pool.count() < 4 and time.monotonic() < deadline:
@@ -226,3 +226,17 @@ def test_a_helper_that_writes_without_end_cannot_keep_the_judge(tmp_path):
         theirs.close()
         ours.close()
         ready.close()
+
+
+def test_a_judge_is_started_with_the_compile_helpers_of_its_key(monkeypatch):
+    """The key a spare is kept under names its helpers: a run's setting reaches the judge's argv."""
+    seen = []
+
+    def spawn(argv, **kw):
+        seen.append(argv)
+        raise RuntimeError("not started")
+
+    monkeypatch.setattr(runner.sandbox, "spawn", spawn)
+    with pytest.raises(RuntimeError):
+        runner.spawn_judge(("cuda", "0", "p.py", 3))
+    assert seen[0][-3:] == ["cuda", "p.py", "3"]
