@@ -8,7 +8,9 @@ leg log of benchmarks/gpu_evolve_legs.sh (when each leg started and ended, on ho
 Prints one row per candidate evaluated inside the legs (GPU, how far it got, wall, GPU-lock
 seconds, the stage seconds) and a summary per leg and overall: candidates evaluated per
 minute and per GPU-minute, and the median lock seconds of a candidate stopped at the
-screen and of one that went on to the full suite. Counts every attempt whose line was
+screen and of one that went on to the full suite, and how many evaluations were in flight
+on average per GPU once warm (each attempt's wall, ending at its line's time: at a
+generation barrier the slots drain). Counts every attempt whose line was
 written inside a leg (between its start and the end of its drain).
 """
 from __future__ import annotations
@@ -51,6 +53,15 @@ def lock_s(rec: dict) -> float:
     return sum(b - a for a, b in rec.get("gpu_held") or [])
 
 
+def in_flight(attempts: list[dict]) -> float | None:
+    """Evaluations in flight on average from the first one's start to the last one's end."""
+    spans = [(a["epoch"] - float(a.get("wall_s") or 0.0), a["epoch"]) for a in attempts]
+    if len(spans) < 2:
+        return None
+    total = max(b for _, b in spans) - min(a for a, _ in spans)
+    return sum(b - a for a, b in spans) / total if total > 0 else None
+
+
 def summarise(legs: list[dict], attempts: list[dict]) -> dict:
     per_leg, everyone = [], []
     for i, leg in enumerate(legs):
@@ -62,11 +73,13 @@ def summarise(legs: list[dict], attempts: list[dict]) -> dict:
         # baselines on each GPU, and the drain after SIGINT left out)
         times = sorted(a["epoch"] for a in mine)
         warm = (len(times) - 1) / ((times[-1] - times[0]) / 60) / leg["gpus"] if len(times) > 2 else None
+        flight = in_flight(mine)
         per_leg.append({"leg": i + 1, "gpus": leg["gpus"], "minutes": round(minutes, 2), "evaluated": len(mine),
                         "per_minute": round(len(mine) / minutes, 3),
                         "per_gpu_minute": round(len(mine) / minutes / leg["gpus"], 3),
                         "first_result_s": round(times[0] - leg["start"], 1) if times else None,
                         "warm_per_gpu_minute": round(warm, 3) if warm else None,
+                        "in_flight_per_gpu": round(flight / leg["gpus"], 2) if flight else None,
                         "committed": sum(bool(a.get("committed")) for a in mine),
                         "screened_out": len(screened), "full_suite": len(full),
                         "median_lock_s_screened_out": round(statistics.median(screened), 2) if screened else None,
@@ -101,7 +114,8 @@ def main() -> None:
     for leg in s["legs"]:
         print(f"leg {leg['leg']}: {leg['gpus']} GPU(s), {leg['minutes']} min: {leg['evaluated']} evaluated "
               f"({leg['per_minute']} per minute, {leg['per_gpu_minute']} per GPU-minute; first result after "
-              f"{leg['first_result_s']} s, then {leg['warm_per_gpu_minute']} per GPU-minute), {leg['committed']} committed; "
+              f"{leg['first_result_s']} s, then {leg['warm_per_gpu_minute']} per GPU-minute with "
+              f"{leg['in_flight_per_gpu']} in flight per GPU), {leg['committed']} committed; "
               f"{leg['screened_out']} stopped at the screen (median lock {leg['median_lock_s_screened_out']} s), "
               f"{leg['full_suite']} full suite (median lock {leg['median_lock_s_full']} s)")
     print(f"all legs: {s['evaluated']} evaluated in {s['minutes']} min on {s['gpu_minutes']} GPU-minutes: "

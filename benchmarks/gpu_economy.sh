@@ -5,6 +5,9 @@
 # (benchmarks/evolve_stages.py). Everything lands in $OUT.
 #   SECS (default 420): the leg's length before SIGINT; KILL_AFTER (default 60) for the drain.
 #   SKIP_REFERENCE=1: the leg only.
+#   DEPTH, HELPERS: harness.pipeline_depth and harness.compile_helpers for the leg (params.yaml
+#   with those two values changed, written to benchmarks/params-leg.yaml, whose folder is in the
+#   repository, so relative paths still hang off its root; a copy goes to $OUT); unset: params.yaml's.
 # Needs the prefect wheels in .whl/ (benchmarks/GPU-WHEELS.md): carry ".whl" in the call.
 set -u
 cd "$(dirname "$0")/.."
@@ -18,6 +21,13 @@ cat "$OUT/machine.txt"
 if [ -z "${SKIP_REFERENCE:-}" ]; then
   timeout 240 python3 benchmarks/reference_check.py --out "$OUT/reference" --repeat 1 > "$OUT/reference.txt" 2>&1
   echo "reference_check rc=$?"; tail -12 "$OUT/reference.txt"
+fi
+if [ -n "${DEPTH:-}${HELPERS:-}" ]; then
+  sed -e "s/^  pipeline_depth: [0-9]*/  pipeline_depth: ${DEPTH:-3}/" \
+      -e "s/^  compile_helpers: [0-9]*/  compile_helpers: ${HELPERS:-2}/" params.yaml > benchmarks/params-leg.yaml
+  cp benchmarks/params-leg.yaml "$OUT/params.yaml"
+  export PARAMS=benchmarks/params-leg.yaml
+  grep -E "^  (pipeline_depth|compile_helpers):" "$PARAMS"
 fi
 nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -l 2 > "$OUT/gpu-samples.csv" &
 SAMPLER=$!

@@ -38,3 +38,10 @@ def test_counts_the_attempts_inside_each_leg_per_gpu_minute(tmp_path):
     assert (two["evaluated"], two["per_gpu_minute"]) == (1, 0.5)
     assert two["warm_per_gpu_minute"] is None  # one result: no rate
     assert s["evaluated"] == 4 and s["gpu_minutes"] == 22.0 and s["per_gpu_minute"] == round(4 / 22, 3)
+
+
+def test_evaluations_in_flight_are_their_walls_over_the_span_they_cover():
+    # three 40 s evaluations ending at 100, 100 and 140: span 60..140 (80 s), 120 s of walls
+    recs = [{"epoch": e, "wall_s": 40.0} for e in (100.0, 100.0, 140.0)]
+    assert evolve_stages.in_flight(recs) == 120 / 80
+    assert evolve_stages.in_flight(recs[:1]) is None
