@@ -120,3 +120,18 @@ def test_once_every_near_move_was_tried_the_slots_jump_to_different_kernels():
     assert all(len(parse_move(p.technique.name) or ()) >= 2 for p in proposals)  # jumps, not near moves
     assert len({p.sha256 for p in proposals}) == 12
     assert not {p.technique.name for p in proposals} & {h["technique"]["name"] for h in history}
+
+
+def test_with_fewer_untried_moves_than_slots_the_other_slots_jump():
+    """One move near the parent left untried: slot 0 proposes it, the other eleven get jumps of
+    their own (all twelve proposed that one move, found in the first generation of an H100 leg)."""
+    op = _op()
+    near = [m for m, _ in op.rank_moves(_ctx(0), read_knobs(SEED), [])]
+    left = near[0]
+    history = [_attempt(move_name(m), "", sha=f"s{i}") for i, m in enumerate(near) if m != left]
+    op = _op(history)
+    proposals = [op.vary(_ctx(slot)) for slot in range(12)]
+    assert proposals[0].technique.name == move_name(left)
+    assert len({p.sha256 for p in proposals}) == 12
+    assert all(len(parse_move(p.technique.name) or ()) >= 2 for p in proposals[1:])  # jumps
+    assert not {p.technique.name for p in proposals} & {h["technique"]["name"] for h in history}

@@ -261,21 +261,31 @@ class HeuristicOperator:
             if self.device == "cuda" and spill and self.problem.register_pressure(after) > spill:
                 score -= 0.05
             scored.append((move, score + rng.gauss(0, 0.004)))
-        if not scored and knobs:  # everything near was tried: jumps (three knobs at once), one per slot
-            jumps: dict[str, tuple] = {}
-            for _ in range(20 * JUMPS):  # (one jump for every slot made every slot propose the same kernel)
-                picks = rng.sample(singles, k=min(3, len(singles)))
-                move = tuple(sorted(p[0] for p in {p[0][0]: p for p in picks}.values()))
-                name = move_name(move)
-                if name in tried or name in jumps or not fits_shared_memory({**knobs, **dict(move)}, self.problem,
-                                                                             self.device):
-                    continue
-                if source_sha256(set_knobs(ctx.parent_source, dict(move))) not in tried_shas:
-                    jumps[name] = move
-                if len(jumps) == JUMPS:
-                    break
-            scored = [(move, -1.0) for move in jumps.values()]
-        return sorted(scored, key=lambda ms: (-ms[1], move_name(ms[0])))
+        ranked = sorted(scored, key=lambda ms: (-ms[1], move_name(ms[0])))
+        if len(ranked) <= ctx.slot and knobs:
+            # fewer moves near the parent than slots (or none): jumps, three knobs at once, for the
+            # slots past them. Every slot ranks the same moves with the same generator, so slot i
+            # takes the i-th: a lineage with one untried move left made all 12 slots propose it
+            names = {move_name(move) for move, _ in ranked}
+            ranked += [(move, -1.0) for move in self.jumps(ctx, knobs, singles, tried | names, tried_shas, rng)]
+        return ranked
+
+    def jumps(self, ctx: VaryContext, knobs: dict, singles: list, tried: set, tried_shas: set, rng) -> list[tuple]:
+        """Up to JUMPS distinct untried three-knob moves that fit, drawn with `rng` (the same
+        draws in every slot of a generation: the slots take different ones by their index)."""
+        found: dict[str, tuple] = {}
+        for _ in range(20 * JUMPS):
+            picks = rng.sample(singles, k=min(3, len(singles)))
+            move = tuple(sorted(p[0] for p in {p[0][0]: p for p in picks}.values()))
+            name = move_name(move)
+            if name in tried or name in found or not fits_shared_memory({**knobs, **dict(move)}, self.problem,
+                                                                         self.device):
+                continue
+            if source_sha256(set_knobs(ctx.parent_source, dict(move))) not in tried_shas:
+                found[name] = move
+            if len(found) == JUMPS:
+                break
+        return list(found.values())  # in the order drawn: sorted by name, BLOCK_M=256 took most slots
 
     def _part_score(self, knob: str, old, new, credit) -> float:
         lever = knob_levers(self.problem).get(_base(self.problem, knob), GENERIC_SWITCH)
