@@ -16,6 +16,9 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 _listeners: list[Callable[[str, dict], None]] = []
+# two generations in flight emit from their own threads; a listener (the display) sees one
+# event at a time. Reentrant: the Ctrl-C handler emits in the main thread, maybe mid-event
+_emitting = threading.RLock()
 _stop = threading.Event()
 _stop_reason = [""]
 
@@ -27,11 +30,12 @@ def subscribe(listener: Callable[[str, dict], None]) -> Callable[[], None]:
 
 
 def emit(kind: str, **data) -> None:
-    for listener in list(_listeners):
-        try:
-            listener(kind, data)
-        except Exception as e:  # a display bug must never stop a run
-            print(f"avo: warning: progress display failed: {e}", file=sys.stderr)
+    with _emitting:
+        for listener in list(_listeners):
+            try:
+                listener(kind, data)
+            except Exception as e:  # a display bug must never stop a run
+                print(f"avo: warning: progress display failed: {e}", file=sys.stderr)
 
 
 def request_stop(reason: str = "stop requested") -> None:

@@ -110,14 +110,22 @@ class Population:
     # ------------------------------------------------------------ queries
     def claim(self, sha256: str, device: str, suite: str | None) -> bool:
         """Claim this source for one evaluation: False when it is being evaluated already
-        (two slots of a generation may propose the same source; only one may judge it).
-        Threads of one flow share this object; a Dask worker's copy sees only its own."""
+        (two slots, of one generation or of the two in flight, may propose the same source;
+        only one may judge it). Claims are never let go: a judged source is recorded.
+        Threads of one run share this object; a Dask worker's copy sees only its own."""
         key = (sha256, device, suite)
         with _CLAIMS:
             if key in self.in_flight:
                 return False
             self.in_flight.add(key)
             return True
+
+    def judging(self, device: str, suite: str | None) -> frozenset[str]:
+        """The sources claimed on this device and suite and not yet recorded: being judged
+        now (with overlapping generations, by the other generation in flight)."""
+        with _CLAIMS:
+            claimed = {sha for sha, d, s in self.in_flight if d == device and s == suite}
+        return frozenset(sha for sha in claimed if self.tried(sha, device, suite) is None)
 
     def tried(self, sha256: str, device: str, suite: str | None) -> Attempt | None:
         """The attempt that already judged this exact source on this device and

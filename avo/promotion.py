@@ -7,6 +7,7 @@ commit and the MLflow run are by-products that report failures as warnings
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from avo.config import LineageConfig
 from avo.git_commit import GitOutcome, commit_paths, should_git_commit
 from avo.lineage import CommitDecision, Lineage, unified_diff
 from avo.records import EvalResult
+
+
+# One promote at a time in a process: two generations in flight (flows/evolve.py) commit from
+# their own threads, and a git commit of the lineage must not meet another one at git's index.
+# (Lineage.commit's flock already keeps version numbers apart, across processes too.)
+_PROMOTING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,12 @@ def promote(lineage: Lineage, candidate: Candidate, result: EvalResult, cfg: Lin
     (default: the problem.py above the lineage root, else attention's). A CPU result
     without a modelled figure gets one here, from the source, which is only parsed.
     """
+    with _PROMOTING:
+        return _promote(lineage, candidate, result, cfg, tracker, note, problem, require_confirm)
+
+
+def _promote(lineage: Lineage, candidate: Candidate, result: EvalResult, cfg: LineageConfig, tracker, note: str,
+             problem: str | Path | None, require_confirm: bool | None) -> Promotion:
     problem = problem or cost_basis.problem_for_lineage(lineage.root)
     cost_basis.attach_model(result, candidate.source, problem)
     if require_confirm is None and candidate.operator == "human":

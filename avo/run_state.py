@@ -1,24 +1,29 @@
 """Resume: the small journal an evolve run keeps beside the lineage.
 
 The lineage (versions + attempts.jsonl) is the record of what happened; this
-journal only says where a run stands: which generation is in flight, which of
-its slots are finished, what the run has spent, how long since its last commit.
-It is rewritten atomically after every finished candidate, so after a kill:
+journal only says where a run stands: which generations are in flight (at most
+two: the oldest unfinished one, `generation`, and with evolve.overlap_generations
+the next one, which starts once no evaluation of `generation` waits for a device
+slot), which of their slots are finished, what the run has spent, how long since
+its last commit. It is rewritten atomically after every finished candidate, so
+after a kill:
 - a finished run (status "finished") is left alone, and `avo evolve` starts a
   new run at the generation after the last one in the attempts log;
-- an unfinished run continues: the generation in flight runs only its missing
+- an unfinished run continues: each generation in flight runs only its missing
   slots (operators are deterministic per (generation, slot), so those are the
   same proposals the killed run would have made), budgets count on from what
   was spent;
 - a candidate finished in the lineage but not yet in the journal (a kill
   between the two writes) is caught by its source hash: `already_tried` finds
   it in the attempts log and the evaluation is not repeated.
-Plain Python; the file lives under .avo/ (git-ignored), one per lineage root.
+A journal written before generations overlapped (no `done_slots_ahead`) loads as
+one with nothing done ahead. Plain Python; the file lives under .avo/ (git-ignored), one per lineage root.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +34,10 @@ from avo.atomic_files import atomic_write
 from avo.budget import Spent
 
 
+# module-level: a RunState travels to Dask workers inside Prefect's flow run context, a lock does not
+_JOURNAL = threading.RLock()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -37,9 +46,12 @@ def _now() -> str:
 class RunState:
     run_id: str
     lineage_root: str
-    generation: int  # the generation in flight (or the next one to run)
+    generation: int  # the oldest unfinished generation: in flight, or the next one to run
     status: str = "running"  # running | finished
     done_slots: list[int] = field(default_factory=list)  # finished slots of `generation`
+    # finished slots of generation + 1, which may run while `generation` ends (overlap);
+    # generations finish in order, so these become `done_slots` when `generation` does
+    done_slots_ahead: list[int] = field(default_factory=list)
     spent: Spent = field(default_factory=Spent)
     since_commit: int = 0  # generations without a commit (stagnation)
     directions: list[str] = field(default_factory=list)  # the supervisor's latest
@@ -51,6 +63,12 @@ class RunState:
     _clock_start: float = field(default_factory=time.monotonic, repr=False)
     _wall_before: float | None = field(default=None, repr=False)
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Two generation flows and the evolve loop update the journal from their own threads:
+        hold it for a change made of several steps; `save` holds it too."""
+        return _JOURNAL
+
     def tick(self) -> None:
         """Bring spent.wall_s up to now."""
         if self._wall_before is None:
@@ -59,7 +77,8 @@ class RunState:
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "lineage_root": self.lineage_root, "generation": self.generation,
-                "status": self.status, "done_slots": sorted(self.done_slots), "spent": self.spent.to_dict(),
+                "status": self.status, "done_slots": sorted(self.done_slots),
+                "done_slots_ahead": sorted(self.done_slots_ahead), "spent": self.spent.to_dict(),
                 "since_commit": self.since_commit, "directions": list(self.directions),
                 "stop_reason": self.stop_reason, "started": self.started, "updated": _now()}
 
@@ -67,19 +86,34 @@ class RunState:
     def from_dict(cls, d: dict) -> "RunState":
         return cls(run_id=d["run_id"], lineage_root=d["lineage_root"], generation=int(d["generation"]),
                    status=d.get("status", "running"), done_slots=list(d.get("done_slots", [])),
+                   done_slots_ahead=list(d.get("done_slots_ahead", [])),
                    spent=Spent.from_dict(d.get("spent", {})), since_commit=int(d.get("since_commit", 0)),
                    directions=list(d.get("directions", [])), stop_reason=d.get("stop_reason", ""),
                    started=d.get("started", ""), updated=d.get("updated", ""))
 
     # ------------------------------------------------------------ progress
-    def finish_slot(self, slot: int) -> None:
-        if slot not in self.done_slots:
-            self.done_slots.append(slot)
+    def done_in(self, generation: int) -> list[int]:
+        """The finished slots of a generation in flight (`generation` or the one after it)."""
+        if generation == self.generation:
+            return self.done_slots
+        if generation == self.generation + 1:
+            return self.done_slots_ahead
+        raise ValueError(f"generation {generation} is not in flight (the journal holds "
+                         f"{self.generation} and {self.generation + 1})")
+
+    def finish_slot(self, slot: int, generation: int | None = None) -> None:
+        """A slot of `generation` (default: the oldest in flight) is finished."""
+        with self.lock:
+            done = self.done_in(self.generation if generation is None else generation)
+            if slot not in done:
+                done.append(slot)
 
     def next_generation(self) -> None:
-        self.generation += 1
-        self.done_slots = []
-        self.spent.generations += 1
+        """The oldest generation finished: the one after it, maybe half done, is the oldest now."""
+        with self.lock:
+            self.generation += 1
+            self.done_slots, self.done_slots_ahead = self.done_slots_ahead, []
+            self.spent.generations += 1
 
 
 def state_path(state_dir: str | Path, lineage_root: str | Path) -> Path:
@@ -108,9 +142,10 @@ def load_or_start(path: Path, lineage_root: str | Path, attempts: list[dict]) ->
 
 
 def save(path: Path, state: RunState) -> None:
-    state.tick()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(state.to_dict(), indent=2) + "\n")
+    with state.lock:  # one writer at a time: both generations in flight save after each slot
+        state.tick()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(state.to_dict(), indent=2) + "\n")
 
 
 def already_tried(attempts: list[dict], sha256: str, device: str, suite: str | None) -> dict | None:

@@ -34,8 +34,8 @@ def book(outcome, promotion, report: GenerationReport, state: RunState, settings
         if isinstance(outcome, NotRun):
             report.stopped = True  # not evaluated: the slot stays open for the resumed run
         else:
-            _finish(outcome.slot, state, settings)
-        live.emit("candidate", generation=state.generation, slot=outcome.slot, status="skipped",
+            _finish(report.generation, outcome.slot, state, settings)
+        live.emit("candidate", generation=report.generation, slot=outcome.slot, status="skipped",
                   technique=cand.technique.name, committed=False,
                   detail=outcome.detail if isinstance(outcome, Duplicate) else "stopping")
         return
@@ -45,9 +45,10 @@ def book(outcome, promotion, report: GenerationReport, state: RunState, settings
     if decision.committed:
         report.committed.append(decision.version)
     yardstick_s = (result.env.get("yardstick_measured") or {}).get("gpu_s", 0.0)  # the best, timed on this GPU
-    state.spent.add_candidate(cand.meta, result.gpu_s + yardstick_s, on_gpu=result.device == "cuda")
-    _finish(outcome.slot, state, settings)
-    live.emit("candidate", generation=state.generation, slot=outcome.slot, status=result.status,
+    with state.lock:  # the other generation in flight books from its own thread
+        state.spent.add_candidate(cand.meta, result.gpu_s + yardstick_s, on_gpu=result.device == "cuda")
+    _finish(report.generation, outcome.slot, state, settings)
+    live.emit("candidate", generation=report.generation, slot=outcome.slot, status=result.status,
               technique=cand.technique.name, committed=decision.committed, version=decision.version,
               geomean=result.geomean_tflops, detail=decision.reason, where=outcome.where,
               spent=state.spent.to_dict(), **basis_fields(result, promotion.margin))
@@ -85,10 +86,11 @@ def proposal_failed(error: Exception, proposal, slot: int, report: GenerationRep
         report.stopped = True
         return
     report.failed += 1  # one slot's proposal failed (an operator error): the other slots go on
-    _finish(slot, state, settings)
-    live.emit("warning", message=f"generation {state.generation}, slot {slot}: {type(error).__name__}: {error}")
+    _finish(report.generation, slot, state, settings)
+    live.emit("warning", message=f"generation {report.generation}, slot {slot}: {type(error).__name__}: {error}")
 
 
-def _finish(slot: int, state: RunState, settings) -> None:
-    state.finish_slot(slot)
-    save(settings.state_file, state)
+def _finish(generation: int, slot: int, state: RunState, settings) -> None:
+    with state.lock:
+        state.finish_slot(slot, generation)
+        save(settings.state_file, state)

@@ -1,13 +1,18 @@
 """The evolve loop as a Prefect flow: generations until a budget ends or a target is met.
 
     seed        an empty lineage first gets v0: the seed kernel, evaluated and committed
-    generation  the subflow in flows/generation.py, once per generation
-    supervise   the supervisor the wiring built (flows/wiring.py) reviews the
-                generation: on stagnation it writes directions (agents/supervisor.py),
-                or, without agents/, tells the heuristic to widen its moves
+    generation  the subflow in flows/generation.py, once per generation, run from a task
+                (`run_generation`) so that two can be in flight: generation g+1 starts
+                once no evaluation of g waits for a device slot (evolve.overlap_generations),
+                g+2 not before g has ended, so the device slots stay full across the
+                boundary instead of draining while g's slowest candidates finish
+    supervise   the supervisor the wiring built (flows/wiring.py) reviews each ended
+                generation, in order: on stagnation it writes directions (agents/supervisor.py),
+                or, without agents/, tells the heuristic to widen its moves. With overlap
+                the generation after it has started already, so directions lag by one
 
-Resume: the run's journal (avo.run_state) says which generation is in flight
-and what was spent; running the flow again continues an unfinished run and
+Resume: the run's journal (avo.run_state) says which generations are in flight
+(at most two) and what was spent; running the flow again continues an unfinished run and
 never re-evaluates a source the attempts log already has. A run ends
 "finished" when a budget or target stops it; Ctrl-C or a crash leaves it
 "running", to be resumed. The flow takes only plain parameters, so the same
@@ -15,21 +20,27 @@ function backs `avo evolve`, `avo serve` and the deployment in prefect.yaml.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
+import threading
+from collections import deque
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import flows  # noqa: F401  (Prefect defaults, before prefect is imported)
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from avo import live
 from avo.budget import exhausted, left, target_met
 from avo.evolution import Settings, evaluation_slots, partition_cpus, resolve
 from avo.lineage import Lineage, seed_candidate
+from avo.population import Population
 from avo.promotion import promote
-from avo.run_state import load_or_start, save
+from avo.run_state import RunState, load_or_start, save
 from avo.selection import comparable_versions
 from flows import generation as gen
 from flows.wiring import make_harness, make_operator, make_supervisor, make_tracker
@@ -48,6 +59,16 @@ class EvolveSummary:
     best_version: int | None = None
     best_geomean: float = 0.0
     best_ratio_cudnn: float | None = None
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A generation running as its own flow, beside at most one other."""
+
+    number: int
+    all_leased: threading.Event  # none of its evaluations waits for a device slot any more
+    ended: threading.Event  # its flow returned or failed: `future` holds its GenerationReport
+    future: PrefectFuture | Future
 
 
 @task(name="seed", cache_policy=NO_CACHE)
@@ -69,8 +90,9 @@ def _best(settings: Settings):
 
 
 def _warn_idle_slots(settings: Settings) -> None:
-    """A generation waits for its slowest candidate: fewer candidates than device slots
-    leave GPUs idle for all of it."""
+    """Fewer candidates than device slots leave GPUs idle: a generation's candidates fill
+    the slots only until the next generation takes over (or, without overlap, until its
+    slowest candidate ends)."""
     if settings.device != "cuda" or settings.dask_address:
         return
     slots = len(evaluation_slots("cuda", settings.cfg))
@@ -90,7 +112,62 @@ def _task_runner(settings: Settings):
     return ThreadPoolTaskRunner(max_workers=max(4, 2 * settings.population))
 
 
-@flow(name="evolve", validate_parameters=False)
+@task(name="run-generation", cache_policy=NO_CACHE)
+def run_generation(generation_flow, settings: Settings, state: RunState, operator, tracker, number: int,
+                   population: Population, all_leased: threading.Event) -> gen.GenerationReport:
+    """Generation `number` as its own flow run (flows/generation.py), from a task of the evolve
+    flow so that two run at once on its task runner; Prefect 3 nests the flow run under
+    this task run."""
+    return generation_flow(settings, state, operator, tracker, number=number, population=population,
+                           all_leased=all_leased)
+
+
+def _may_start(flights: deque[InFlight], overlap: bool) -> bool:
+    """Another generation may start: none is in flight, or (overlap) one is and none of its
+    evaluations waits for a device slot. Never a third: g+2 waits until g has ended."""
+    if not flights:
+        return True
+    return overlap and len(flights) == 1 and flights[0].all_leased.is_set()
+
+
+def _wait(flights: deque[InFlight], overlap: bool, more: bool) -> None:
+    """Until the oldest generation in flight ends or, when `more` may start, another may.
+    Polled: a generation's queue empties once, so 50 ms late costs nothing."""
+    while not flights[0].ended.is_set() and not (more and _may_start(flights, overlap)):
+        flights[0].ended.wait(0.05)
+
+
+def _why_stop(settings: Settings, state: RunState, in_flight: int) -> str | None:
+    """Why no further generation may start: a stop request, a budget (the generations in
+    flight count as spent), a target the best version meets; None: one may."""
+    best = _best(settings)
+    counted = dataclasses.replace(state.spent, generations=state.spent.generations + in_flight)
+    return (live.stop_reason() if live.stop_requested() else None) or exhausted(settings.budget, counted) \
+        or (best and target_met(settings.budget, best.geomean, best.result.geomean_ratio_cudnn)) or None
+
+
+def _close(report: gen.GenerationReport, state: RunState, settings: Settings, lineage: Lineage,
+           supervisor, tracker) -> None:
+    """A generation that ran all its slots, in generation order: the stagnation count, the
+    supervisor's review, the journal moves on (the next generation, maybe half done already,
+    becomes the oldest in flight), the session's metrics. Directions written here reach the
+    generation after next when the next one has started already (overlap): they lag by one."""
+    state.since_commit = 0 if report.committed else state.since_commit + 1
+    directions = supervisor.review(lineage, report.generation, state.since_commit)
+    with state.lock:
+        if directions:
+            state.directions = directions
+            live.emit("supervise", directions=directions)
+        elif report.committed:
+            state.directions = []
+        state.next_generation()
+        save(settings.state_file, state)
+    best = _best(settings)
+    if tracker is not None and best is not None:
+        tracker.log_session_metrics({"best_geomean": best.geomean}, step=report.generation)
+
+
+@flow(name="evolve", validate_parameters=False, task_runner=ThreadPoolTaskRunner(max_workers=2))
 def evolve(generations: int | None = None, population: int | None = None, operator: str | None = None,
            model: str | None = None, budget_minutes: float | None = None, gpu_minutes: float | None = None,
            max_tokens: int | None = None, max_dollars: float | None = None, target_ratio: float | None = None,
@@ -121,38 +198,49 @@ def evolve(generations: int | None = None, population: int | None = None, operat
     tracker = make_tracker(settings)
     supervisor = make_supervisor(settings)
     generation_flow = gen.generation.with_options(task_runner=_task_runner(settings),
-                                                  flow_run_name="generation-{state.generation}")
+                                                  flow_run_name="generation-{number}")
+    # On a Dask cluster the evaluations lease their slots on the workers, out of this process's
+    # sight, and Prefect ships a parent task's parameters (these threading objects) to them:
+    # one generation at a time there, run right here
+    overlap = settings.cfg.evolve.overlap_generations and not settings.dask_address
+
+    def start(number: int, in_flight: int) -> InFlight:
+        counted = dataclasses.replace(state.spent, generations=state.spent.generations + in_flight)
+        live.emit("generation", generation=number, index=counted.generations + 1,
+                  left=left(settings.budget, counted))
+        if settings.dask_address:
+            return _ran_here(number, lambda: generation_flow(settings, state, var_op, tracker, number=number,
+                                                             population=population))
+        all_leased, ended = threading.Event(), threading.Event()
+        future = run_generation.submit(generation_flow, settings, state, var_op, tracker, number, population,
+                                       all_leased)
+        future.add_done_callback(lambda _: ended.set())
+        return InFlight(number, all_leased, ended, future)
 
     with _session(tracker, settings, state), _spare_judges(settings):
         if not lineage.versions():
             seed(settings)
+        population = Population.of(lineage)  # what was tried, and is being judged: one for both in flight
+        flights: deque[InFlight] = deque()  # oldest first; numbers state.generation, state.generation + 1
+        in_order = True  # a generation that stopped early stays open, and so do the ones after it
         while True:
-            best = _best(settings)
-            reason = (live.stop_reason() if live.stop_requested() else None) \
-                or exhausted(settings.budget, state.spent) \
-                or (best and target_met(settings.budget, best.geomean, best.result.geomean_ratio_cudnn))
-            if reason:
+            if flights and flights[0].ended.is_set():  # generations end in order, whatever finished first
+                report = _result(flights.popleft())
+                summary.generations.append(report.generation)
+                summary.evaluated += report.evaluated
+                summary.failed += report.failed
+                summary.committed += report.committed
+                in_order = in_order and not report.stopped  # stopped: the loop head reports why
+                if in_order:
+                    _close(report, state, settings, lineage, supervisor, tracker)
+                continue
+            reason = _why_stop(settings, state, len(flights))
+            if reason is None and _may_start(flights, overlap):
+                flights.append(start(state.generation + len(flights), len(flights)))
+                continue
+            if not flights:
                 break
-            live.emit("generation", generation=state.generation, index=state.spent.generations + 1,
-                      left=left(settings.budget, state.spent))
-            report = generation_flow(settings, state, var_op, tracker)
-            summary.generations.append(report.generation)
-            summary.evaluated += report.evaluated
-            summary.failed += report.failed
-            summary.committed += report.committed
-            if report.stopped:
-                continue  # the loop head reports why (a stop request, a budget)
-            state.since_commit = 0 if report.committed else state.since_commit + 1
-            directions = supervisor.review(lineage, report.generation, state.since_commit)
-            if directions:
-                state.directions = directions
-                live.emit("supervise", directions=directions)
-            elif report.committed:
-                state.directions = []
-            state.next_generation()
-            save(settings.state_file, state)
-            if tracker is not None and best is not None:
-                tracker.log_session_metrics({"best_geomean": _best(settings).geomean}, step=report.generation)
+            _wait(flights, overlap, more=reason is None)
 
     # Budgets and targets end a run; a stop request (Ctrl-C) leaves it open for resume.
     summary.finished = not reason.startswith("interrupted")
@@ -166,6 +254,28 @@ def evolve(generations: int | None = None, population: int | None = None, operat
         summary.best_ratio_cudnn = best.result.geomean_ratio_cudnn
     live.emit("end", summary=summary)
     return summary
+
+
+def _ran_here(number: int, run) -> InFlight:
+    """A generation run to its end in this thread, as an InFlight that has ended."""
+    report = Future()
+    try:
+        report.set_result(run())
+    except Exception as e:  # noqa: BLE001  (raised in order, by _result)
+        report.set_exception(e)
+    ended = threading.Event()
+    ended.set()
+    return InFlight(number, all_leased=ended, ended=ended, future=report)
+
+
+def _result(flight: InFlight) -> gen.GenerationReport:
+    """The generation's report; its failure (the harness or the lineage broke) asks the
+    generation beside it to start nothing more before it is raised."""
+    try:
+        return flight.future.result()
+    except BaseException:
+        live.request_stop(f"generation {flight.number} failed")
+        raise
 
 
 @contextmanager

@@ -8,14 +8,20 @@
     log       the candidate's MLflow run (avo.promotion.log; a broken store only warns)
 
 Evaluations start as soon as their proposal exists; after each slot flows/bookkeeping.py saves the
-journal (what makes a killed run resumable) and reports progress.
+journal (what makes a killed run resumable) and reports progress. Two generations may run at once
+(flows/evolve.py, evolve.overlap_generations): this one says when none of its evaluations waits for a
+device slot any more (`all_leased`), shares what was tried (and what is being judged) with the other
+through one Population, and commits one candidate at a time with it.
 """
 from __future__ import annotations
 
 import os
 import random
 import socket
+import threading
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
 
 import flows  # noqa: F401  (Prefect defaults, before prefect is imported)
 from prefect import flow, task
@@ -62,21 +68,45 @@ class NotRun:  # a stop was requested while it waited for a device: the slot sta
 Outcome = Evaluated | Duplicate | NotRun
 
 
+class Queued:
+    """The slots of a generation whose evaluation may still wait for a device slot. Each leaves
+    when its evaluation takes its lease, or ends without one (a duplicate, a failed proposal, a
+    stop); when none is left, `all_leased` is set: the evolve loop may start the next generation."""
+
+    def __init__(self, slots: list[int], all_leased: threading.Event | None = None):
+        self.all_leased = all_leased if all_leased is not None else threading.Event()
+        self._waiting = set(slots)
+        self._lock = threading.Lock()
+        if not self._waiting:
+            self.all_leased.set()
+
+    def leave(self, slot: int) -> None:
+        with self._lock:
+            self._waiting.discard(slot)
+            if not self._waiting:
+                self.all_leased.set()
+
+
 # ---------------------------------------------------------------- tasks
 @task(name="select", cache_policy=NO_CACHE)
-def select(settings: Settings, state: RunState, lineage: Lineage, population: Population) -> list[VaryContext]:
+def select(settings: Settings, state: RunState, number: int, lineage: Lineage,
+           population: Population) -> list[VaryContext]:
+    """Parents for generation `number`'s open slots, from the lineage as it is now (with
+    overlap: the generation before may still be committing)."""
     versions = lineage.versions()
-    rng = random.Random(f"{settings.cfg.evolve.seed}:{state.generation}")
+    done = list(state.done_in(number))
+    rng = random.Random(f"{settings.cfg.evolve.seed}:{number}")
     score = modelled_score(settings.problem_path) if settings.device == "cpu" else None  # CPU: the commit basis
     parents = select_parents(versions, settings.population, rng, settings.device, settings.suite, score=score)
     by_number = {v.number: v for v in versions}
     summary, attempts = lineage.summary(), population.summary()
     directions = current_directions(settings, state.directions)
+    judging = population.judging(settings.device, settings.suite)  # by the generation before, if in flight
     return [VaryContext(parent_version=p, parent_source=by_number[p].source, parent_result=by_number[p].result,
-                        generation=state.generation, slot=slot, lineage_summary=summary,
+                        generation=number, slot=slot, lineage_summary=summary,
                         attempts_summary=attempts, directions=directions, seed=settings.cfg.evolve.seed,
-                        population=population)
-            for slot, p in enumerate(parents) if slot not in state.done_slots]
+                        population=population, judging=judging)
+            for slot, p in enumerate(parents) if slot not in done]
 
 
 @task(name="vary", cache_policy=NO_CACHE)
@@ -86,14 +116,17 @@ def vary(operator, ctx: VaryContext) -> Candidate:
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate(candidate: Candidate, slot: int, settings: Settings, population: Population,
-             best: Yardstick | None = None) -> Outcome:
-    # `population`: the flow's own object on threads; a remote worker's copy misses only this generation
+             best: Yardstick | None = None, on_lease: Callable[[int], None] | None = None) -> Outcome:
+    # `population`: the run's one object on threads (both generations in flight claim in it);
+    # a remote worker's copy misses what the generations in flight claimed and recorded since
+    # `on_lease(slot)`: called once this evaluation holds its device slot (None on remote workers)
     seen = population.tried(candidate.sha256, settings.device, settings.suite)
     if seen is not None:
         return Duplicate(slot, candidate, f"duplicate: evaluated in generation {seen.generation} ({seen.status})")
     if not population.claim(candidate.sha256, settings.device, settings.suite):  # never twice at once either
-        return Duplicate(slot, candidate, "duplicate: another slot of this generation is evaluating it")
-    result, device_slot = judge(candidate.source, settings, best=best)
+        return Duplicate(slot, candidate, "duplicate: another slot is evaluating it")
+    result, device_slot = judge(candidate.source, settings, best=best,
+                                on_lease=partial(on_lease, slot) if on_lease is not None else None)
     if result is None:
         return NotRun(slot, candidate)
     return Evaluated(slot, candidate, result, {"host": socket.gethostname(), "pid": os.getpid(),
@@ -101,11 +134,14 @@ def evaluate(candidate: Candidate, slot: int, settings: Settings, population: Po
 
 
 def judge(source: str, settings: Settings, stoppable: bool = True, best: Yardstick | None = None,
-          **overrides) -> tuple[EvalResult | None, object]:
+          on_lease: Callable[[], None] | None = None, **overrides) -> tuple[EvalResult | None, object]:
     """The harness on a leased device slot (avo.evaluator: the cascade on a GPU, whose
-    judges take turns measuring). None if a stop was requested while waiting."""
+    judges take turns measuring). None if a stop was requested while waiting.
+    `on_lease()`: called the moment the slot is held (the generation's Queued)."""
     slots = evaluation_slots(settings.device, settings.cfg)
     with gpu_pool.lease(slots) as device_slot:
+        if on_lease is not None:
+            on_lease()
         if stoppable and live.stop_requested():  # checked after the wait: only running work finishes
             return None, device_slot
         return evaluator_for(settings).judge(source, device_slot, best, harness_evaluate, **overrides), device_slot
@@ -113,6 +149,7 @@ def judge(source: str, settings: Settings, stoppable: bool = True, best: Yardsti
 
 @task(name="commit", cache_policy=NO_CACHE)
 def commit(outcome: Evaluated, settings: Settings, lineage: Lineage, population: Population) -> Promotion:
+    # one promote at a time in this process (avo.promotion): two generations in flight commit from their threads
     promotion = promote(lineage, outcome.candidate, outcome.result, settings.cfg.lineage, problem=settings.problem_path)
     population.add(attempt_record(outcome.candidate, outcome.result, promotion.decision))  # later slots see it
     return promotion
@@ -126,16 +163,26 @@ def log(outcome: Evaluated, promotion: Promotion, tracker) -> None:
 
 # ---------------------------------------------------------------- the flow
 @flow(name="generation", validate_parameters=False)
-def generation(settings: Settings, state: RunState, operator, tracker=None) -> GenerationReport:
-    """One generation. Updates `state` (slots done, budget spent) and saves it
-    after every candidate; the evolve flow decides what comes next."""
-    report = GenerationReport(state.generation)
+def generation(settings: Settings, state: RunState, operator, tracker=None, number: int | None = None,
+               population: Population | None = None, all_leased: threading.Event | None = None) -> GenerationReport:
+    """Generation `number` (default: the journal's oldest in flight). Updates `state` (slots
+    done, budget spent) and saves it after every candidate; the evolve flow decides what
+    comes next. `population`: what was tried, shared with a generation running beside this
+    one (default: read from the lineage); `all_leased` is set once no evaluation of this
+    generation waits for a device slot."""
+    number = state.generation if number is None else number
+    report = GenerationReport(number)
     lineage = Lineage(settings.lineage_root)
-    population = Population.of(lineage)
-    contexts = select(settings, state, lineage, population)
+    population = population if population is not None else Population.of(lineage)
+    contexts = select(settings, state, number, lineage, population)
+    queued = Queued([ctx.slot for ctx in contexts], all_leased)
+    on_lease = None if settings.dask_address else queued.leave  # a Dask worker cannot call back: its end counts
     proposals = [vary.submit(operator, ctx) for ctx in contexts]
     best = run_yardstick(lineage, population, settings.device, settings.suite)  # the cascade's yardstick
-    evaluations = [evaluate.submit(p, ctx.slot, settings, population, best) for p, ctx in zip(proposals, contexts)]
+    evaluations = [evaluate.submit(p, ctx.slot, settings, population, best, on_lease)
+                   for p, ctx in zip(proposals, contexts)]
+    for future, ctx in zip(evaluations, contexts):  # ended without a lease, or after it
+        future.add_done_callback(lambda _, slot=ctx.slot: queued.leave(slot))
     index = {future.task_run_id: i for i, future in enumerate(evaluations)}
     for future in as_completed(evaluations):
         i = index[future.task_run_id]

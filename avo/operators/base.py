@@ -31,6 +31,10 @@ class VaryContext:
     # what was tried (avo.population), read once per generation by select; None: the
     # operator reads its lineage itself (tests, `avo` commands outside a flow)
     population: Population | None = None
+    # sources being judged when this generation was selected and not yet recorded in
+    # `population` (the generation before, still in flight: evolve.overlap_generations);
+    # an operator does not propose them again. Empty without overlap
+    judging: frozenset[str] = frozenset()
 
 
 class VariationOperator(Protocol):

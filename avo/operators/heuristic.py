@@ -236,7 +236,7 @@ class HeuristicOperator:
 
     def rank_moves(self, ctx: VaryContext, knobs: dict, history: list[dict]) -> list[tuple[tuple, float]]:
         tried = {a.get("technique", {}).get("name") for a in history if a.get("parent") == ctx.parent_version}
-        tried_shas = {a.get("source_sha256") for a in history}
+        tried_shas = {a.get("source_sha256") for a in history} | ctx.judging
         credit = knob_credit(history)
         rng = random.Random(f"{ctx.seed}:{ctx.generation}:{ctx.parent_version}")
         space = getattr(self.problem, "KNOBS", {})
