@@ -114,12 +114,11 @@ def _task_runner(settings: Settings):
 
 @task(name="run-generation", cache_policy=NO_CACHE)
 def run_generation(generation_flow, settings: Settings, state: RunState, operator, tracker, number: int,
-                   population: Population, all_leased: threading.Event) -> gen.GenerationReport:
+                   all_leased: threading.Event) -> gen.GenerationReport:
     """Generation `number` as its own flow run (flows/generation.py), from a task of the evolve
     flow so that two run at once on its task runner; Prefect 3 nests the flow run under
     this task run."""
-    return generation_flow(settings, state, operator, tracker, number=number, population=population,
-                           all_leased=all_leased)
+    return generation_flow(settings, state, operator, tracker, number=number, all_leased=all_leased)
 
 
 def _may_start(flights: deque[InFlight], overlap: bool) -> bool:
@@ -209,38 +208,37 @@ def evolve(generations: int | None = None, population: int | None = None, operat
         live.emit("generation", generation=number, index=counted.generations + 1,
                   left=left(settings.budget, counted))
         if settings.dask_address:
-            return _ran_here(number, lambda: generation_flow(settings, state, var_op, tracker, number=number,
-                                                             population=population))
+            return _ran_here(number, lambda: generation_flow(settings, state, var_op, tracker, number=number))
         all_leased, ended = threading.Event(), threading.Event()
-        future = run_generation.submit(generation_flow, settings, state, var_op, tracker, number, population,
-                                       all_leased)
+        future = run_generation.submit(generation_flow, settings, state, var_op, tracker, number, all_leased)
         future.add_done_callback(lambda _: ended.set())
         return InFlight(number, all_leased, ended, future)
 
     with _session(tracker, settings, state), _spare_judges(settings):
         if not lineage.versions():
             seed(settings)
-        population = Population.of(lineage)  # what was tried, and is being judged: one for both in flight
-        flights: deque[InFlight] = deque()  # oldest first; numbers state.generation, state.generation + 1
-        in_order = True  # a generation that stopped early stays open, and so do the ones after it
-        while True:
-            if flights and flights[0].ended.is_set():  # generations end in order, whatever finished first
-                report = _result(flights.popleft())
-                summary.generations.append(report.generation)
-                summary.evaluated += report.evaluated
-                summary.failed += report.failed
-                summary.committed += report.committed
-                in_order = in_order and not report.stopped  # stopped: the loop head reports why
-                if in_order:
-                    _close(report, state, settings, lineage, supervisor, tracker)
-                continue
-            reason = _why_stop(settings, state, len(flights))
-            if reason is None and _may_start(flights, overlap):
-                flights.append(start(state.generation + len(flights), len(flights)))
-                continue
-            if not flights:
-                break
-            _wait(flights, overlap, more=reason is None)
+        # what was tried, and is being judged: one for both generations in flight
+        with gen.sharing(state.run_id, Population.of(lineage)):
+            flights: deque[InFlight] = deque()  # oldest first; numbers state.generation, state.generation + 1
+            in_order = True  # a generation that stopped early stays open, and so do the ones after it
+            while True:
+                if flights and flights[0].ended.is_set():  # generations end in order, whatever finished first
+                    report = _result(flights.popleft())
+                    summary.generations.append(report.generation)
+                    summary.evaluated += report.evaluated
+                    summary.failed += report.failed
+                    summary.committed += report.committed
+                    in_order = in_order and not report.stopped  # stopped: the loop head reports why
+                    if in_order:
+                        _close(report, state, settings, lineage, supervisor, tracker)
+                    continue
+                reason = _why_stop(settings, state, len(flights))
+                if reason is None and _may_start(flights, overlap):
+                    flights.append(start(state.generation + len(flights), len(flights)))
+                    continue
+                if not flights:
+                    break
+                _wait(flights, overlap, more=reason is None)
 
     # Budgets and targets end a run; a stop request (Ctrl-C) leaves it open for resume.
     summary.finished = not reason.startswith("interrupted")

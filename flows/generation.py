@@ -19,6 +19,7 @@ import os
 import random
 import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
@@ -66,6 +67,21 @@ class NotRun:  # a stop was requested while it waited for a device: the slot sta
 
 
 Outcome = Evaluated | Duplicate | NotRun
+
+# The run's one Population (what was tried, and what is being judged), by run id, for the
+# generation flows running in this process: a flow parameter it cannot be, since it holds every
+# attempt (700 KB for the H100 lineage's 213) and Prefect refuses flow-run parameters over 512 KB
+_SHARED: dict[str, Population] = {}
+
+
+@contextmanager
+def sharing(run_id: str, population: Population):
+    """The generations of run `run_id` started inside this block share `population`."""
+    _SHARED[run_id] = population
+    try:
+        yield population
+    finally:
+        _SHARED.pop(run_id, None)
 
 
 class Queued:
@@ -164,16 +180,16 @@ def log(outcome: Evaluated, promotion: Promotion, tracker) -> None:
 # ---------------------------------------------------------------- the flow
 @flow(name="generation", validate_parameters=False)
 def generation(settings: Settings, state: RunState, operator, tracker=None, number: int | None = None,
-               population: Population | None = None, all_leased: threading.Event | None = None) -> GenerationReport:
+               all_leased: threading.Event | None = None) -> GenerationReport:
     """Generation `number` (default: the journal's oldest in flight). Updates `state` (slots
     done, budget spent) and saves it after every candidate; the evolve flow decides what
-    comes next. `population`: what was tried, shared with a generation running beside this
-    one (default: read from the lineage); `all_leased` is set once no evaluation of this
-    generation waits for a device slot."""
+    comes next. What was tried is the run's Population (`sharing`), shared with a generation
+    running beside this one (without one: read from the lineage); `all_leased` is set once no
+    evaluation of this generation waits for a device slot."""
     number = state.generation if number is None else number
     report = GenerationReport(number)
     lineage = Lineage(settings.lineage_root)
-    population = population if population is not None else Population.of(lineage)
+    population = _SHARED.get(state.run_id) or Population.of(lineage)
     contexts = select(settings, state, number, lineage, population)
     queued = Queued([ctx.slot for ctx in contexts], all_leased)
     on_lease = None if settings.dask_address else queued.leave  # a Dask worker cannot call back: its end counts

@@ -4,6 +4,7 @@ most two generations in flight, ended in order; one source judged once across bo
 commit at a time; a killed run resumes both. Real flows (Prefect test harness), a fake
 harness whose evaluations take set times; CPU slots stand in for a GPU's."""
 import json
+from pathlib import Path
 import threading
 import time
 from collections import Counter
@@ -231,3 +232,18 @@ def test_a_run_killed_with_two_generations_in_flight_resumes_both(fake_harness, 
     assert Counter(a["generation"] for a in after) == {0: 1, 1: 2, 2: 2, 3: 2}
     assert len(timed.calls) == 3  # generation 1's slot 0, generation 3's two
     assert len({a["source_sha256"] for a in after}) == len(after)
+
+
+def test_a_lineage_of_many_attempts_does_not_swell_the_generation_flows_parameters(fake_harness, run_args):
+    """The run's Population is shared by run id, not passed as a flow parameter: with every attempt
+    in it, the H100 lineage's 213 made 709 KB of parameters, and Prefect refused the flow run (its
+    limit is 512 KB): the first leg of session 6 ended before its first candidate."""
+    fake_harness()
+    assert evolve(generations=1, population=2, **run_args).finished
+    path = Path(run_args["lineage_root"]) / "attempts.jsonl"
+    first = json.loads(path.read_text().splitlines()[-1])
+    with path.open("a") as f:
+        for i in range(600):  # ~1 MB of attempts
+            f.write(json.dumps({**first, "source_sha256": f"{i:064x}", "log_tail": "x" * 1500}) + "\n")
+    s = evolve(generations=1, population=2, **run_args)
+    assert s.finished and s.evaluated == 2, s
