@@ -52,7 +52,11 @@ class HarnessConfig:
     screen_size: int | None = field(default=None, metadata={"min": 1})  # configs in the screen; None: a quarter of the suite, >= 3
     screen_slack: float = field(default=0.03, metadata={"min": 0})  # the gate: the best's screen geomean x (1 - slack)
     confirm_rounds: int = field(default=3, metadata={"min": 1})  # best/candidate turns in the confirmation
-    pipeline_depth: int = field(default=3, metadata={"min": 1})  # evaluations in flight per GPU (one measures)
+    # Evaluations in flight per GPU: one measures under the GPU lock, the others load and compile.
+    # One H100 (16 CPUs), session 6: 5 gave 9.1 candidates per GPU-minute once warm (3: 5.1), its
+    # GPU memory peaking at 56-63 of 80 GB and its CPUs saturated; lower it for less GPU memory or
+    # fewer than ~16 CPUs per GPU (more only queues compiles)
+    pipeline_depth: int = field(default=5, metadata={"min": 1})
     # An evolve run keeps one judge per evaluation in flight started ahead of its candidate
     # (imports, CUDA contexts, the runner and compile helpers: avo/harness/spares.py)
     spare_judges: bool = True
