@@ -113,12 +113,12 @@ def _task_runner(settings: Settings):
 
 
 @task(name="run-generation", cache_policy=NO_CACHE)
-def run_generation(generation_flow, settings: Settings, state: RunState, operator, tracker, number: int,
+def run_generation(generation_flow, settings: Settings, state: RunState, tracker, number: int,
                    all_leased: threading.Event) -> gen.GenerationReport:
     """Generation `number` as its own flow run (flows/generation.py), from a task of the evolve
     flow so that two run at once on its task runner; Prefect 3 nests the flow run under
     this task run."""
-    return generation_flow(settings, state, operator, tracker, number=number, all_leased=all_leased)
+    return generation_flow(settings, state, tracker, number=number, all_leased=all_leased)
 
 
 def _may_start(flights: deque[InFlight], overlap: bool) -> bool:
@@ -208,17 +208,17 @@ def evolve(generations: int | None = None, population: int | None = None, operat
         live.emit("generation", generation=number, index=counted.generations + 1,
                   left=left(settings.budget, counted))
         if settings.dask_address:
-            return _ran_here(number, lambda: generation_flow(settings, state, var_op, tracker, number=number))
+            return _ran_here(number, lambda: generation_flow(settings, state, tracker, number=number))
         all_leased, ended = threading.Event(), threading.Event()
-        future = run_generation.submit(generation_flow, settings, state, var_op, tracker, number, all_leased)
+        future = run_generation.submit(generation_flow, settings, state, tracker, number, all_leased)
         future.add_done_callback(lambda _: ended.set())
         return InFlight(number, all_leased, ended, future)
 
     with _session(tracker, settings, state), _spare_judges(settings):
         if not lineage.versions():
             seed(settings)
-        # what was tried, and is being judged: one for both generations in flight
-        with gen.sharing(state.run_id, Population.of(lineage)):
+        # the operator, and what was tried and is being judged: one for both generations in flight
+        with gen.sharing(state.run_id, Population.of(lineage), var_op):
             flights: deque[InFlight] = deque()  # oldest first; numbers state.generation, state.generation + 1
             in_order = True  # a generation that stopped early stays open, and so do the ones after it
             while True:

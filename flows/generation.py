@@ -68,18 +68,25 @@ class NotRun:  # a stop was requested while it waited for a device: the slot sta
 
 Outcome = Evaluated | Duplicate | NotRun
 
-# The run's one Population (what was tried, and what is being judged), by run id, for the
-# generation flows running in this process: a flow parameter it cannot be, since it holds every
-# attempt (700 KB for the H100 lineage's 213) and Prefect refuses flow-run parameters over 512 KB
-_SHARED: dict[str, Population] = {}
+@dataclass(frozen=True)
+class RunObjects:
+    """What the generation flows of one run share in this process, by run id, rather than as
+    flow parameters, which Prefect stores (and refuses over 512 KB): the Population holds every
+    attempt (700 KB for the H100 lineage's 213), an operator its knowledge base and model."""
+
+    population: Population  # what was tried, and what is being judged (both generations in flight)
+    operator: object  # the variation operator (avo.operators / agents)
+
+
+_SHARED: dict[str, RunObjects] = {}
 
 
 @contextmanager
-def sharing(run_id: str, population: Population):
-    """The generations of run `run_id` started inside this block share `population`."""
-    _SHARED[run_id] = population
+def sharing(run_id: str, population: Population, operator):
+    """The generations of run `run_id` started inside this block use these objects."""
+    _SHARED[run_id] = RunObjects(population, operator)
     try:
-        yield population
+        yield _SHARED[run_id]
     finally:
         _SHARED.pop(run_id, None)
 
@@ -179,17 +186,17 @@ def log(outcome: Evaluated, promotion: Promotion, tracker) -> None:
 
 # ---------------------------------------------------------------- the flow
 @flow(name="generation", validate_parameters=False)
-def generation(settings: Settings, state: RunState, operator, tracker=None, number: int | None = None,
+def generation(settings: Settings, state: RunState, tracker=None, number: int | None = None,
                all_leased: threading.Event | None = None) -> GenerationReport:
-    """Generation `number` (default: the journal's oldest in flight). Updates `state` (slots
-    done, budget spent) and saves it after every candidate; the evolve flow decides what
-    comes next. What was tried is the run's Population (`sharing`), shared with a generation
-    running beside this one (without one: read from the lineage); `all_leased` is set once no
-    evaluation of this generation waits for a device slot."""
+    """Generation `number` (default: the journal's oldest in flight) of the run `sharing` its
+    objects: its operator, and its Population, shared with a generation running beside this one.
+    Updates `state` (slots done, budget spent) and saves it after every candidate; the evolve
+    flow decides what comes next. `all_leased` is set once no evaluation of this generation
+    waits for a device slot."""
     number = state.generation if number is None else number
     report = GenerationReport(number)
     lineage = Lineage(settings.lineage_root)
-    population = _SHARED.get(state.run_id) or Population.of(lineage)
+    population, operator = _SHARED[state.run_id].population, _SHARED[state.run_id].operator
     contexts = select(settings, state, number, lineage, population)
     queued = Queued([ctx.slot for ctx in contexts], all_leased)
     on_lease = None if settings.dask_address else queued.leave  # a Dask worker cannot call back: its end counts

@@ -127,13 +127,13 @@ def test_at_most_two_generations_in_flight_and_they_end_in_order(fake_harness, r
     run_generation = evolve_module.run_generation.fn
 
     @task(name="run-generation", cache_policy=NO_CACHE)
-    def counted(generation_flow, settings, state, operator, tracker, number, population, all_leased):
+    def counted(generation_flow, settings, state, tracker, number, all_leased):
         with lock:
             in_flight.add(number)
             peak[0] = max(peak[0], len(in_flight))
             spans[number] = [time.monotonic(), None]
         try:
-            return run_generation(generation_flow, settings, state, operator, tracker, number, population, all_leased)
+            return run_generation(generation_flow, settings, state, tracker, number, all_leased)
         finally:
             with lock:
                 in_flight.discard(number)
@@ -247,3 +247,11 @@ def test_a_lineage_of_many_attempts_does_not_swell_the_generation_flows_paramete
             f.write(json.dumps({**first, "source_sha256": f"{i:064x}", "log_tail": "x" * 1500}) + "\n")
     s = evolve(generations=1, population=2, **run_args)
     assert s.finished and s.evaluated == 2, s
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_flow_runs(limit=200) if r.name == "generation-2" and
+                r.parameters.get("state", {}).get("run_id") == s.run_id]
+    stored = runs[0].parameters
+    assert "population" not in stored and "operator" not in stored  # the run's objects, by run id
+    assert len(json.dumps(stored)) < 20_000
