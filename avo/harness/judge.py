@@ -88,6 +88,9 @@ class Judge(CascadeStages):
         self.arena = None  # the arena runners map now: the compile stage's, or the timed calls' (timing_arena)
         self.timing_bytes = 0  # what the timed calls' arena needs
         self.timing_hosts: list | None = None  # runners that mapped the timed calls' arena, while it exists
+        self.compile_arena = None  # the compile stage's arena, while the timed calls' one is in use
+        self.kept_arenas: list = []  # timing arenas a runner that would not die may still map
+        self.runners: list[Host] = []  # every runner this judge started or took: all end with it
         self.io_elements = 0  # inputs + outputs of every call: the budget for host-side element-wise ops
         self.last_call_s: dict[tuple[int, str], float] = {}  # per (runner, shape): sizes the next batch's watchdog
         self.hosts_started = 0
@@ -98,7 +101,6 @@ class Judge(CascadeStages):
     # ----------------------------------------------------------------- stages
     def run(self) -> EvalResult:
         t0 = clock()
-        host = None
         try:
             suite = [] if self.quick else self.suite_shapes()
             timed = suite + ([] if self.quick else self.held_out_shapes())
@@ -129,7 +131,6 @@ class Judge(CascadeStages):
                         host = self.cascade(host, suite, timed, baselines)
                     with self.stage("finish"):
                         self.finish(host)
-                host = None
             if self.confirmation_due():
                 with self.stage("confirm"):
                     self.confirm(suite)
@@ -138,8 +139,8 @@ class Judge(CascadeStages):
         except RunnerFailed as e:
             self.result.status, self.result.message = e.status, e.message
         finally:
-            if host is not None:
-                host.kill()
+            for runner in self.runners:  # its own, and any a stage started and lost on an error
+                runner.kill()
             if self.ready:
                 self.ready.close()
             self.result.env["stage_s"] = {k: round(v, 3) for k, v in self.stage_s.items()}
@@ -155,6 +156,7 @@ class Judge(CascadeStages):
             workdir = workdir or Path(tempfile.mkdtemp(prefix="avo-host-", dir=self.workdir.parent))
             os.chmod(workdir, 0o777)  # the runner may run as an unprivileged uid
             host = Host(Path(path), self.device, workdir, self.log, entry=entry)
+        self.runners.append(host)
         self.hosts_started += 1
         host.tag = self.hosts_started  # keys its watchdog estimates: a new runner's first batch compiles
         host.map_arena(self.arena)
@@ -172,40 +174,50 @@ class Judge(CascadeStages):
         here and mapped into `host` (the runner that compiled in the small arena) and into
         every runner started meanwhile (start()). On the way out those runners are killed,
         and the arena is freed once they have exited: memory a runner still maps must not
-        go back to the driver (the next judge of this GPU would get it). Four evaluations
-        in flight no longer fit an 80 GB H100 when each holds its 15 GB from the start.
+        go back to the driver (the next judge of this GPU would get it). Five evaluations in
+        flight fit an 80 GB H100 only so: four did not when each held its 15 GB from the start.
         Re-entrant: a stage that needs it inside one that has it (held-out baselines timed
-        past the gate) uses the one there is."""
+        past the gate) uses the one there is. A stage that lets the GPU lock go inside it
+        drops the arena first and takes a new one after (cascade, past the gate)."""
         if self.timing_hosts is not None:
             yield
             return
-        compile_arena, self.timing_hosts = self.arena, []
-        t0, since = clock(), time.monotonic()
-        self.arena = arena_mod.create(self.device, self.timing_bytes)
-        self.result.env["arena_bytes"] = {"compile": compile_arena.nbytes, "timing": self.arena.nbytes}
         try:
-            if host is not None:
-                self.timing_hosts.append(host)
-                reply = host.remap_arena(self.arena, COMPILE_TIMEOUT_S[self.device])
-                self.check_violations(reply)
-                if reply.get("mapped") != self.arena.nbytes:
-                    raise Verdict("crashed", f"mapping the timing arena: the runner answered {str(reply)[:160]}")
-            self.stage_s["arena"] = self.stage_s.get("arena", 0.0) + clock() - t0
+            self.take_timing_arena(host)
             yield
         finally:
-            for runner in self.timing_hosts:
-                runner.kill()
-            mapped_still = any(runner.proc.poll() is None for runner in self.timing_hosts)
-            timing_arena, self.arena, self.timing_hosts = self.arena, compile_arena, None
-            if mapped_still:  # a runner that would not die keeps it, until this judge exits
-                self.result.env["timing_arena_kept"] = True
-                self.kept_arena = timing_arena
-            else:
-                timing_arena.close()
-                release_cached_memory(self.device)
-            # [allocated, freed or kept] by the system-wide clock of env.gpu_held: inside one hold, but for
-            # a confirmation's (compiles between its holds) and a candidate past the gate (gpu_released)
-            self.result.env.setdefault("timing_arena_held", []).append([round(since, 4), round(time.monotonic(), 4)])
+            self.drop_timing_arena()
+
+    def take_timing_arena(self, host: Host | None) -> None:
+        self.compile_arena, self.timing_hosts = self.arena, []
+        t0, self.timing_since = clock(), time.monotonic()
+        self.arena = arena_mod.create(self.device, self.timing_bytes)
+        self.result.env["arena_bytes"] = {"compile": self.compile_arena.nbytes, "timing": self.arena.nbytes}
+        if host is not None:
+            self.timing_hosts.append(host)
+            reply = host.remap_arena(self.arena, COMPILE_TIMEOUT_S[self.device])
+            self.check_violations(reply)
+            if reply.get("mapped") != self.arena.nbytes:
+                raise Verdict("crashed", f"mapping the timing arena: the runner answered {str(reply)[:160]}")
+        self.stage_s["arena"] = self.stage_s.get("arena", 0.0) + clock() - t0
+
+    def drop_timing_arena(self) -> None:
+        """Kill the runners that mapped the timing arena, then free it (a no-op without one)."""
+        if self.timing_hosts is None:
+            return
+        for runner in self.timing_hosts:
+            runner.kill()
+        mapped_still = any(runner.proc.poll() is None for runner in self.timing_hosts)
+        timing_arena, self.arena, self.timing_hosts = self.arena, self.compile_arena, None
+        if mapped_still:  # a runner that would not die keeps it, until this judge exits
+            self.result.env["timing_arena_kept"] = True
+            self.kept_arenas.append(timing_arena)
+        else:
+            timing_arena.close()
+            release_cached_memory(self.device)
+        # [allocated, freed or kept] by the system-wide clock of env.gpu_held: always inside one hold
+        self.result.env.setdefault("timing_arena_held", []).append([round(self.timing_since, 4),
+                                                                   round(time.monotonic(), 4)])
 
     def compile(self, host: Host, todo: list) -> None:
         """One call of each shape in `todo`, under the compile watchdog, outside the GPU lock.

@@ -44,20 +44,24 @@ class CascadeStages:
                 self.result.cascade["stopped"] = why
                 return host
             uncached = [s for s in timed if s not in suite and (s.name, "cudnn") not in baselines]
-            reload = bool(uncached and self.device == "cuda")
-            if reload:  # baselines are only timed while no candidate runs
-                host.kill()
-                with self.stage("baselines"):
-                    baselines.update(self.baselines_for(uncached))
             rest = self.compile_plan("rest")
-            if reload or rest:
+            if rest or (uncached and self.device == "cuda"):
+                # The GPU lock is let go while the rest compiles, and the timing arena with it (the
+                # judge that times meanwhile allocates its own: two would be 30 GB, and an H100 ran
+                # out of memory with three): the runner that mapped it ends, and a new one, in the
+                # same work directory (its Triton cache), loads and compiles the rest
+                host.kill()
+                self.drop_timing_arena()
+                if uncached and self.device == "cuda":  # baselines are only timed while no candidate runs
+                    with self.stage("baselines"):
+                        baselines.update(self.baselines_for(uncached))
                 with self.gpu_released():  # loading and compiling need no GPU to themselves
-                    if reload:
-                        with self.stage("load"):  # the same work directory: its Triton cache is still there
-                            host = self.start(self.job["candidate_path"], calls.entry(self.problem), "reload",
-                                              self.workdir)
+                    with self.stage("load"):
+                        host = self.start(self.job["candidate_path"], calls.entry(self.problem), "reload",
+                                          self.workdir)
                     with self.stage("compile"):  # what the screen did not need
                         self.compile(host, rest)
+                self.take_timing_arena(host)
             with self.stage("check"):
                 self.check(host, "check", self.seeds[4], -QUICK_CHECKS)  # the check shapes the quick check left
         self.result.cascade["stage"] = "full"
@@ -145,8 +149,7 @@ class CascadeStages:
                    "candidate": (Path(self.job["candidate_path"]), self.workdir)}
         ms = {"best": [], "candidate": []}
         own_checks, own_stats = len(self.result.checks), dict(self.result.compile_stats)
-        with self.timing_arena():  # held through the rounds' compiles too: a confirmation is rare
-            self.confirm_rounds(int(job.get("rounds", 3)), shapes, kernels, ms, own_checks)
+        self.confirm_rounds(int(job.get("rounds", 3)), shapes, kernels, ms, own_checks)
         self.result.compile_stats = own_stats
         found = cascade.summarise_confirmation(ms["best"], ms["candidate"])
         self.result.confirm = {"best_version": job.get("version"), "best_sha256": job.get("sha256", ""),
@@ -160,7 +163,7 @@ class CascadeStages:
                 host = self.start(path, calls.entry(self.problem), f"confirm ({who})", workdir)
                 try:
                     self.compile(host, self.problem.compile_shapes(shapes))  # outside the GPU lock
-                    with self.gpu_lock():
+                    with self.gpu_lock(), self.timing_arena(host):
                         ms[who].append([self.time_shape(host, s, self.estimate(s)).ms for s in shapes])
                 finally:
                     host.kill()

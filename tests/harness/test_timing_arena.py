@@ -29,24 +29,41 @@ def test_compiling_uses_a_small_arena_and_timing_a_larger_one_only_inside_the_gp
         assert any(h0 <= start and end <= h1 for h0, h1 in held), (start, end, held)
 
 
+def test_a_confirmation_holds_the_timing_arena_only_inside_each_rounds_hold():
+    """Each round compiles its fresh runner outside the lock, in the small arena."""
+    lock = Path(tempfile.mkdtemp()) / "gpu0.timing.lock"
+    r = evaluate(SEED, device="cpu", stages=Stages(screen=SCREEN, gate_tflops=1e-9, confirm_source=SEED + "# best\n",
+                                                   best_version=3, best_sha256="x", best_geomean=1e-9,
+                                                   floor=0.01, confirm_rounds=2, gpu_lock=str(lock)))
+    assert r.status == "ok", r.message
+    assert r.confirm["rounds"] == 2
+    held, arenas = r.env["gpu_held"], r.env["timing_arena_held"]
+    assert len(arenas) == 1 + 2 * 2  # the candidate's hold, then best and candidate in each round
+    for start, end in arenas:
+        assert any(h0 <= start and end <= h1 for h0, h1 in held), (start, end, held)
+
+
 class FakeArena:
     def __init__(self, nbytes, events):
         self.nbytes, self.events, self.fds = nbytes, events, []
+        if nbytes == 1 << 20:
+            events.append("allocated")
 
     def close(self):
         self.events.append("freed")
 
 
 class FakeRunner:
-    def __init__(self, events, dies=True, reply=None):
-        self.events, self.dies, self.reply = events, dies, reply
+    def __init__(self, events, dies=True, reply=None, name=""):
+        self.events, self.dies, self.reply, self.name = events, dies, reply, name
 
     def remap_arena(self, arena, timeout_s):
-        self.events.append("mapped")
+        self.events.append("mapped" + self.name)
         return self.reply if self.reply is not None else {"mapped": arena.nbytes, "violations": []}
 
-    def kill(self):
-        self.events.append("killed")
+    def kill(self):  # once, as Host.kill
+        if "killed" + self.name not in self.events:
+            self.events.append("killed" + self.name)
 
     @property
     def proc(self):
@@ -62,7 +79,7 @@ def bare_judge(monkeypatch, events):
     judge = Judge.__new__(Judge)
     judge.device, judge.timing_bytes, judge.timing_hosts, judge.stage_s = "cpu", 1 << 20, None, {}
     judge.result = EvalResult(status="ok", device="cpu")
-    judge.arena = FakeArena(4096, events)
+    judge.arena, judge.compile_arena, judge.kept_arenas = FakeArena(4096, events), None, []
     monkeypatch.setattr(judge_mod.arena_mod, "create", lambda device, nbytes: FakeArena(nbytes, events))
     return judge
 
@@ -75,7 +92,7 @@ def test_the_runner_that_mapped_the_timing_arena_is_killed_before_it_is_freed(mo
         assert judge.arena.nbytes == 1 << 20
         with judge.timing_arena():  # re-entrant: a nested stage uses the one there is
             assert judge.arena.nbytes == 1 << 20
-    assert events == ["mapped", "killed", "freed"]
+    assert events == ["allocated", "mapped", "killed", "freed"]
     assert judge.arena is small and judge.timing_hosts is None
 
 
@@ -84,8 +101,8 @@ def test_a_runner_that_will_not_die_keeps_the_arena_allocated(monkeypatch):
     judge = bare_judge(monkeypatch, events)
     with judge.timing_arena(FakeRunner(events, dies=False)):
         pass
-    assert events == ["mapped", "killed"]  # never freed: the runner may still write into it
-    assert judge.result.env["timing_arena_kept"] is True
+    assert events == ["allocated", "mapped", "killed"]  # never freed: the runner may still write into it
+    assert judge.result.env["timing_arena_kept"] is True and judge.kept_arenas
 
 
 def test_a_runner_that_does_not_confirm_the_new_arena_ends_the_evaluation(monkeypatch):
@@ -94,7 +111,7 @@ def test_a_runner_that_does_not_confirm_the_new_arena_ends_the_evaluation(monkey
     with pytest.raises(Verdict, match="mapping the timing arena"):
         with judge.timing_arena(FakeRunner(events, reply={"mapped": 4096, "violations": []})):
             pytest.fail("timed in an arena the runner did not map")
-    assert events == ["mapped", "killed", "freed"]
+    assert events == ["allocated", "mapped", "killed", "freed"]
 
 
 def test_only_the_runners_own_thread_is_let_through_while_it_maps_the_timing_arena():
@@ -117,3 +134,46 @@ def test_only_the_runners_own_thread_is_let_through_while_it_maps_the_timing_are
     state["trusted"] = None
     with pytest.raises(PermissionError):
         hook("ctypes.call_function", (0, ()))
+
+
+def test_past_the_gate_the_timing_arena_goes_with_the_lock_and_a_new_runner_compiles_the_rest(monkeypatch):
+    """The lock is let go while what the screen did not need compiles: the runner that mapped
+    the timing arena is killed and the arena freed before the lock goes (an H100 ran out of
+    memory with three judges' arenas at once: two in such a window), a new runner compiles in
+    the small arena, and the timing arena is taken again once the lock is back."""
+    from contextlib import contextmanager
+
+    from avo.records import ConfigTiming
+
+    events = []
+    judge = bare_judge(monkeypatch, events)
+    judge.job = {"screen": ["a"], "gate_tflops": 1.0, "candidate_path": "k.py"}
+    judge.problem, judge.workdir, judge.seeds = None, None, [1, 2, 3, 4, 5, 6]
+    suite = [type("Shape", (), {"name": n})() for n in ("a", "b")]
+
+    def time_all(host, shapes, baselines, stop=None):
+        events.append("timed" + host.name)
+        judge.result.timings += [ConfigTiming(s.name, 1.0, 100.0) for s in shapes]
+
+    @contextmanager
+    def gpu_released():
+        events.append("lock let go")
+        yield
+        events.append("lock back")
+
+    monkeypatch.setattr(judge_mod.calls, "entry", lambda problem: "attention")
+    judge.time_all, judge.gpu_released, judge.flag_overfit = time_all, gpu_released, lambda: None
+    judge.compile_plan = lambda part="all": ["rest-shape"] if part == "rest" else []
+    judge.check = lambda host, phase, seed, part=None: events.append(f"{phase}{host.name}")
+    judge.verified_batch = lambda host, shape, n, phase, **kw: None
+    judge.start = lambda path, entry, what, workdir=None, host=None: FakeRunner(events, name=":new")
+    judge.compile = lambda host, todo: events.append(f"compiled {todo}{host.name}")
+    with judge.timing_arena(FakeRunner(events, name=":old")):
+        host = judge.cascade(judge.timing_hosts[0], suite, suite, {})
+        assert host.name == ":new"
+    assert events == ["allocated", "mapped:old", "timed:old",  # the screen
+                      "killed:old", "freed", "lock let go", "compiled ['rest-shape']:new", "lock back",
+                      "allocated", "mapped:new", "check:new", "timed:new", "recheck:new",
+                      "killed:new", "freed"]
+    for start, end in judge.result.env["timing_arena_held"]:
+        assert start <= end
