@@ -49,7 +49,10 @@ class CascadeStages:
                 # The GPU lock is let go while the rest compiles, and the timing arena with it (the
                 # judge that times meanwhile allocates its own: two would be 30 GB, and an H100 ran
                 # out of memory with three): the runner that mapped it ends, and a new one, in the
-                # same work directory (its Triton cache), loads and compiles the rest
+                # same work directory (its Triton cache), loads and compiles the rest. What the
+                # runner saw (kernels, library calls, audit) is checked before it goes: the screen's
+                # rows count in the suite
+                self.finish(host)
                 host.kill()
                 self.drop_timing_arena()
                 if uncached and self.device == "cuda":  # baselines are only timed while no candidate runs

@@ -140,7 +140,9 @@ def test_past_the_gate_the_timing_arena_goes_with_the_lock_and_a_new_runner_comp
     """The lock is let go while what the screen did not need compiles: the runner that mapped
     the timing arena is killed and the arena freed before the lock goes (an H100 ran out of
     memory with three judges' arenas at once: two in such a window), a new runner compiles in
-    the small arena, and the timing arena is taken again once the lock is back."""
+    the small arena, and the timing arena is taken again once the lock is back. The screen's
+    runner is finished first: its activity report (library compute) and audit record are
+    checked, since its timed rows count in the suite."""
     from contextlib import contextmanager
 
     from avo.records import ConfigTiming
@@ -168,11 +170,12 @@ def test_past_the_gate_the_timing_arena_goes_with_the_lock_and_a_new_runner_comp
     judge.verified_batch = lambda host, shape, n, phase, **kw: None
     judge.start = lambda path, entry, what, workdir=None, host=None: FakeRunner(events, name=":new")
     judge.compile = lambda host, todo: events.append(f"compiled {todo}{host.name}")
+    judge.finish = lambda host: events.append("finished" + host.name)  # its activity and audit record
     with judge.timing_arena(FakeRunner(events, name=":old")):
         host = judge.cascade(judge.timing_hosts[0], suite, suite, {})
         assert host.name == ":new"
     assert events == ["allocated", "mapped:old", "timed:old",  # the screen
-                      "killed:old", "freed", "lock let go", "compiled ['rest-shape']:new", "lock back",
+                      "finished:old", "killed:old", "freed", "lock let go", "compiled ['rest-shape']:new", "lock back",
                       "allocated", "mapped:new", "check:new", "timed:new", "recheck:new",
                       "killed:new", "freed"]
     for start, end in judge.result.env["timing_arena_held"]:
