@@ -189,9 +189,9 @@ class Judge(CascadeStages):
             self.drop_timing_arena()
 
     def take_timing_arena(self, host: Host | None) -> None:
-        self.compile_arena, self.timing_hosts = self.arena, []
         t0, self.timing_since = clock(), time.monotonic()
-        self.arena = arena_mod.create(self.device, self.timing_bytes)
+        timing_arena = arena_mod.create(self.device, self.timing_bytes)  # may fail: nothing changed yet
+        self.compile_arena, self.arena, self.timing_hosts = self.arena, timing_arena, []
         self.result.env["arena_bytes"] = {"compile": self.compile_arena.nbytes, "timing": self.arena.nbytes}
         if host is not None:
             self.timing_hosts.append(host)

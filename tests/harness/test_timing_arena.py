@@ -180,3 +180,18 @@ def test_past_the_gate_the_timing_arena_goes_with_the_lock_and_a_new_runner_comp
                       "killed:new", "freed"]
     for start, end in judge.result.env["timing_arena_held"]:
         assert start <= end
+
+
+def test_a_timing_arena_that_cannot_be_allocated_leaves_the_compile_arena_alone(monkeypatch):
+    events = []
+    judge = bare_judge(monkeypatch, events)
+    small = judge.arena
+
+    def out_of_memory(device, nbytes):
+        raise MemoryError("no room for the timing arena")
+
+    monkeypatch.setattr(judge_mod.arena_mod, "create", out_of_memory)
+    with pytest.raises(MemoryError):
+        with judge.timing_arena(FakeRunner(events)):
+            pytest.fail("timed without an arena")
+    assert judge.arena is small and "freed" not in events  # the runner still maps it
