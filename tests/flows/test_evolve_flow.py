@@ -103,7 +103,10 @@ def test_a_gpu_run_with_fewer_candidates_than_slots_says_so(fake_harness, run_ar
     fake_harness()
     evolve(generations=1, population=2, **{**run_args, "device": "cuda"})
     err = capsys.readouterr().err
-    assert "--population 2 is below this host's 6 evaluation slots" in err
+    from avo.config import HarnessConfig
+
+    slots = 2 * HarnessConfig().pipeline_depth  # 2 GPUs x the default depth
+    assert f"--population 2 is below this host's {slots} evaluation slots" in err
 
 
 def test_two_slots_proposing_one_source_evaluate_it_once(fake_harness, run_args, monkeypatch, tmp_path):

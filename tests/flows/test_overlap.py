@@ -179,10 +179,12 @@ def test_one_source_proposed_by_both_generations_in_flight_is_judged_once(fake_h
 
 def test_concurrent_commits_keep_the_lineage_numbered_without_gaps(fake_harness, run_args, monkeypatch):
     """Both generations in flight commit; one promote at a time (each held open a while here, so
-    that two would meet without the lock), versions 0..n, one per committed attempt."""
-    import flows.generation as generation_module
+    that two would meet without the lock), versions 0..n, one per committed attempt. The slow part
+    is inside avo.promotion's lock, where the lineage is written: a wrapper around the flows' call
+    would count the commit tasks waiting for it, which may meet."""
+    import avo.promotion as promotion_module
 
-    promote, inside, most, lock = generation_module.promote, [0], [0], threading.Lock()
+    promote, inside, most, lock = promotion_module._promote, [0], [0], threading.Lock()
 
     def slow_promote(*args, **kw):
         with lock:
@@ -195,7 +197,7 @@ def test_concurrent_commits_keep_the_lineage_numbered_without_gaps(fake_harness,
             with lock:
                 inside[0] -= 1
 
-    monkeypatch.setattr(generation_module, "promote", slow_promote)
+    monkeypatch.setattr(promotion_module, "_promote", slow_promote)
     _params(run_args, cpu_eval_slots=4)
     _install(monkeypatch, fake_harness, lambda n: 0.0 if n == 0 else 0.2)
     evolve(generations=4, population=4, **run_args)
