@@ -93,7 +93,6 @@ class Judge(CascadeStages):
         self.runners: list[Host] = []  # every runner this judge started or took: all end with it
         self.io_elements = 0  # inputs + outputs of every call: the budget for host-side element-wise ops
         self.last_call_s: dict[tuple[int, str], float] = {}  # per (runner, shape): sizes the next batch's watchdog
-        self.hosts_started = 0
         self.stage_s: dict[str, float] = {}  # wall seconds per stage, for the throughput benchmark
         self.kernel_s = 0.0  # seconds inside the candidate's timed batches (its pure kernel time, and more)
         self.kernel_names = allowlist.kernel_names(Path(job["candidate_path"]).read_text())
@@ -157,8 +156,7 @@ class Judge(CascadeStages):
             os.chmod(workdir, 0o777)  # the runner may run as an unprivileged uid
             host = Host(Path(path), self.device, workdir, self.log, entry=entry)
         self.runners.append(host)
-        self.hosts_started += 1
-        host.tag = self.hosts_started  # keys its watchdog estimates: a new runner's first batch compiles
+        host.tag = len(self.runners)  # keys its watchdog estimates: a new runner's first batch compiles
         host.map_arena(self.arena)
         if self.timing_hosts is not None:  # it maps the timed calls' arena: it ends before that is freed
             self.timing_hosts.append(host)
@@ -413,13 +411,16 @@ class Judge(CascadeStages):
 
     def compile_arena_bytes(self) -> int:
         """The compile stage's arena: one call of its largest shape (MBs, not the GBs of timing)."""
-        need = max((calls.call_bytes(s, self.problem) for s in self.compile_plan()), default=arena_mod.ALIGN)
-        return arena_mod.align(min(need, ARENA_BYTES[self.device]))
+        return self.bytes_for([(s, 1) for s in self.compile_plan()])
 
     def arena_bytes(self, timed: list) -> int:
-        shapes = timed + self.check_shapes() + self.compile_plan()
-        need = max(calls.call_bytes(s, self.problem) * (MAX_CALLS[self.device] if s in timed else 2)
-                   for s in shapes)
+        """The timed calls' arena: a full batch of every timed shape, two calls of the others."""
+        return self.bytes_for([(s, MAX_CALLS[self.device] if s in timed else 2)
+                               for s in timed + self.check_shapes() + self.compile_plan()])
+
+    def bytes_for(self, batches: list) -> int:
+        """An arena for the largest of these (shape, calls) batches, within ARENA_BYTES."""
+        need = max((calls.call_bytes(s, self.problem) * n for s, n in batches), default=arena_mod.ALIGN)
         return arena_mod.align(min(need, ARENA_BYTES[self.device]))
 
 

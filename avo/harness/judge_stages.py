@@ -53,8 +53,7 @@ class CascadeStages:
                 # runner saw (kernels, library calls, audit) is checked before it goes: the screen's
                 # rows count in the suite
                 self.finish(host)
-                host.kill()
-                self.drop_timing_arena()
+                self.drop_timing_arena()  # kills it, then frees the arena
                 if uncached and self.device == "cuda":  # baselines are only timed while no candidate runs
                     with self.stage("baselines"):
                         baselines.update(self.baselines_for(uncached))

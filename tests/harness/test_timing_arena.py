@@ -100,7 +100,7 @@ def test_a_runner_that_will_not_die_keeps_the_arena_allocated(monkeypatch):
     events = []
     judge = bare_judge(monkeypatch, events)
     with judge.timing_arena(FakeRunner(events, dies=False)):
-        pass
+        assert judge.arena.nbytes == 1 << 20  # the timed calls' arena, mapped by the runner
     assert events == ["allocated", "mapped", "killed"]  # never freed: the runner may still write into it
     assert judge.result.env["timing_arena_kept"] is True and judge.kept_arenas
 
