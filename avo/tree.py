@@ -16,6 +16,10 @@ Sources: versions keep theirs (vNNNN/kernel.py), attempts theirs by sha256 in th
 lineage's sources/ folder. For older attempts (before sources/), a heuristic
 attempt's source is rebuilt from its parent and its knob move when the rebuilt
 text has the recorded sha256, otherwise the page says "source not kept".
+Sources share most of their lines, so the page stores each distinct line once
+(`lines`) and each source as runs into that table (`source_runs`); the script
+rebuilds the text on load. The 269-candidate H100 lineage's page went from 13.9 MB
+to 1.8 MB.
 """
 from __future__ import annotations
 
@@ -304,9 +308,43 @@ def build_tree(lineage: Lineage, out_file: str | Path, title: str = "avo evoluti
 
 def render_tree_html(data: dict, title: str) -> str:
     """The page: avo/assets/tree.html with its style, script and the data inlined."""
-    data = {**data, "title": title}
+    data = {**pack_sources(data["nodes"]), **{k: v for k, v in data.items() if k != "nodes"}, "title": title}
     # inside <script>, "</" would end the element: escape it (JSON allows "\/")
     blob = json.dumps(data, allow_nan=False, default=str).replace("</", "<\\/").replace("<!--", "<\\!--")
     page, css, js = ((ASSETS / name).read_text(encoding="utf-8") for name in ("tree.html", "tree.css", "tree.js"))
     return (page.replace("%TITLE%", html.escape(title))
             .replace("%CSS%", css).replace("%JS%", js).replace("%DATA%", blob))
+
+
+def pack_sources(nodes: list[dict]) -> dict:
+    """{"lines": the distinct source lines, "nodes": the nodes with `source` replaced
+    by `source_runs`, [[first, count], ...] into `lines`}. A line is keyed by its text
+    and which repeat of that text it is within its source, so a source whose lines all
+    came before in the same order is one run, and a one-line edit of it is three."""
+    index: dict[tuple[str, int], int] = {}
+    lines: list[str] = []
+    packed = []
+    for n in nodes:
+        if n.get("source") is None:
+            packed.append(n)
+            continue
+        seen: dict[str, int] = {}
+        runs: list[list[int]] = []
+        for line in n["source"].split("\n"):
+            seen[line] = seen.get(line, 0) + 1
+            key = (line, seen[line])
+            if key not in index:
+                index[key] = len(lines)
+                lines.append(line)
+            i = index[key]
+            if runs and runs[-1][0] + runs[-1][1] == i:
+                runs[-1][1] += 1
+            else:
+                runs.append([i, 1])
+        packed.append({**{k: v for k, v in n.items() if k != "source"}, "source": None, "source_runs": runs})
+    return {"lines": lines, "nodes": packed}
+
+
+def unpack_source(lines: list[str], runs: list[list[int]]) -> str:
+    """The text pack_sources packed (the page's script does the same on load)."""
+    return "\n".join(lines[i] for first, count in runs for i in range(first, first + count))

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from avo.cli import app
 from avo.lineage import Lineage
-from avo.tree import build_tree, tree_data
+from avo.tree import build_tree, pack_sources, render_tree_html, tree_data, unpack_source
 from tests import browser
 from tests.fake_results import make_candidate, make_result
 
@@ -112,6 +112,9 @@ def test_tree_in_a_headless_browser_every_node_opens(tmp_path):
     assert res["nodes"] == res["data_nodes"] == 27 and res["opened"] == 27
     assert res["committed_marked"] == 5
     assert res["with_source"] >= 4 and res["source_not_kept"] >= 1 and res["with_diff"] >= 3
+    # the script rebuilt every packed source to the very text tree_data holds
+    want = {n["id"]: n["source"] for n in tree_data(h100_history(tmp_path / "again")).get("nodes") if n["source"] is not None}
+    assert res["sources"] == want
     assert res["scroll_width"] <= res["inner_width"] == 1400  # no sideways scrolling of the page
 
 
@@ -159,3 +162,20 @@ def test_cost_per_run_from_the_attempts(tmp_path):
     agent = [r for r in runs if "agent" in r["operators"]][0]
     assert agent["tokens"] == 5000 and agent["dollars"] == pytest.approx(0.04)
     assert agent["gpu_min"] == pytest.approx(2 * 3.0 / 60) and agent["timed"] == 2
+
+
+def test_sources_are_packed_as_runs_of_shared_lines(tmp_path):
+    d = tree_data(Lineage(H100))
+    sources = [n["source"] for n in d["nodes"] if n["source"] is not None]
+    packed = pack_sources(d["nodes"])
+    assert [unpack_source(packed["lines"], n["source_runs"]) for n in packed["nodes"] if "source_runs" in n] == sources
+    # sources that share lines in order cost a few runs each: the page is a fraction of the texts
+    unpacked_size = len(json.dumps(sources))
+    page = render_tree_html(d, "t")
+    assert len(page) < unpacked_size / 4
+    # odd texts survive: empty, no trailing newline, only newlines, a line repeated
+    odd = [{"id": "a", "source": ""}, {"id": "b", "source": "x"}, {"id": "c", "source": "\n\n"},
+           {"id": "d", "source": "x\nx\ny\nx\n"}, {"id": "e", "source": None}]
+    p = pack_sources(odd)
+    assert [unpack_source(p["lines"], n["source_runs"]) if "source_runs" in n else None for n in p["nodes"]] \
+        == ["", "x", "\n\n", "x\nx\ny\nx\n", None]

@@ -2,6 +2,13 @@
 (function(){
 "use strict";
 var D = JSON.parse(document.getElementById("avo-tree-data").textContent);
+// sources come as runs [first, count] into one table of distinct lines (avo/tree.py pack_sources)
+D.nodes.forEach(function(n){
+  if (!n.source_runs) return;
+  var out = [];
+  n.source_runs.forEach(function(r){ for (var i = r[0]; i < r[0] + r[1]; i++) out.push(D.lines[i]); });
+  n.source = out.join("\n"); delete n.source_runs;
+});
 var COLORS = {ok:"#90a4ae", committed:"#2e7d32", incorrect:"#e53935", compile_error:"#fb8c00",
               timeout:"#8e24aa", crashed:"#6d4c41", rejected:"#212121"};
 var byId = {}, kids = {};
@@ -137,14 +144,15 @@ if (m) open(decodeURIComponent(m[1]));
 if (location.hash === "#selftest"){
   var res = {nodes: document.querySelectorAll("#tree g.node").length, data_nodes: D.nodes.length,
              committed_marked: document.querySelectorAll("#tree g.node.committed").length,
-             opened: 0, with_source: 0, source_not_kept: 0, with_diff: 0, errors: []};
+             opened: 0, with_source: 0, sources: {}, source_not_kept: 0, with_diff: 0, errors: []};
   Array.prototype.forEach.call(document.querySelectorAll("#tree g.node"), function(g){
     var id = g.getAttribute("data-id");
     try {
       g.dispatchEvent(new MouseEvent("click", {bubbles: true}));
       if (panel.getAttribute("data-node") === id && panel.className === "open" && body.querySelector("h1")) res.opened++;
       else res.errors.push("panel did not open for " + id);
-      if (body.querySelector("pre.src")) res.with_source++;
+      var src = body.querySelector("pre.src");
+      if (src) { res.with_source++; res.sources[id] = src.textContent; }
       if (body.textContent.indexOf("source not kept") >= 0) res.source_not_kept++;
       if (body.querySelector("pre.diff")) res.with_diff++;
     } catch (e) { res.errors.push(id + ": " + e); }
