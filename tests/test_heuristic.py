@@ -1,11 +1,13 @@
 """The heuristic operator (avo.operators.heuristic) — milliseconds, no harness."""
 from pathlib import Path
 
+from avo.lineage import Lineage
 from avo.operators.base import VaryContext
 from avo.operators.heuristic import (BLOCK_SIZES, HeuristicOperator, fits_shared_memory, move_name, parse_move,
                                      read_knobs, set_knobs)
 
 SEED = (Path(__file__).resolve().parents[1] / "kernel_src/attention/seeds/fa2.py").read_text()
+CUDA_LINEAGE = Path(__file__).resolve().parents[1] / "kernel_src/attention/lineage/cuda"
 FEATURED = SEED.replace("NUM_STAGES = 2\n", "NUM_STAGES = 2\nUSE_TMA = False\nCAUSAL_SPLIT = True\n")
 
 
@@ -135,3 +137,88 @@ def test_with_fewer_untried_moves_than_slots_the_other_slots_jump():
     assert len({p.sha256 for p in proposals}) == 12
     assert all(len(parse_move(p.technique.name) or ()) >= 2 for p in proposals[1:])  # jumps
     assert not {p.technique.name for p in proposals} & {h["technique"]["name"] for h in history}
+
+
+def _kernels(op, ctx, knobs, history, slots=12):
+    """The knob values of every ranked move's kernel (jumps too, where the slots need them)
+    and of the proposals of `slots` slots (which must all differ)."""
+    last = _ctx(slots - 1, generation=ctx.generation, source=ctx.parent_source, parent=ctx.parent_version)
+    ranked = [{**knobs, **dict(m)} for m, _ in op.rank_moves(last, knobs, history)]
+    proposals = [op.vary(_ctx(slot, generation=ctx.generation, source=ctx.parent_source, parent=ctx.parent_version))
+                 for slot in range(slots)]
+    assert len({p.sha256 for p in proposals}) == slots  # every slot still gets a kernel of its own
+    return ranked + [read_knobs(p.source) for p in proposals], proposals
+
+
+def _holds(kernel, **pair):
+    return all(kernel.get(k) == v and type(kernel.get(k)) is type(v) for k, v in pair.items())
+
+
+def test_a_knob_pair_that_hung_twice_is_never_proposed():
+    """Two timeouts (on another parent) held NUM_STAGES=1 with NUM_WARPS=4: no move, single,
+    paired or jump, makes a kernel holding both again; each slot still gets its own kernel."""
+    history = [_attempt("BLOCK_M=64,NUM_STAGES=1,NUM_WARPS=4", "", parent=7, status="timeout", sha="h1"),
+               _attempt("BLOCK_N=128,NUM_STAGES=1,NUM_WARPS=4", "", parent=7, status="timeout", sha="h2")]
+    assert "NUM_STAGES=1,NUM_WARPS=4" in {move_name(m) for m, _ in _op().rank_moves(_ctx(0), read_knobs(SEED), [])}
+    op = _op(history)
+    kernels, proposals = _kernels(op, _ctx(0), read_knobs(SEED), history, slots=20)
+    assert not [k for k in kernels if _holds(k, NUM_STAGES=1, NUM_WARPS=4)]
+    assert any(_holds(k, NUM_STAGES=1) for k in kernels)  # each setting alone is still tried
+    said = [p.technique.why for p in proposals if "NUM_STAGES=1" in p.technique.name]
+    assert said and all("Not proposed: NUM_STAGES=1 with NUM_WARPS=4 (hung in 2 attempts" in w for w in said)
+    # once every near move was tried, the jumps (three knobs at once) avoid it too
+    near = [m for m, _ in op.rank_moves(_ctx(0), read_knobs(SEED), history)]
+    tried = history + [_attempt(move_name(m), "", sha=f"s{i}") for i, m in enumerate(near)]
+    jumps, _ = _kernels(_op(tried), _ctx(0), read_knobs(SEED), tried)
+    assert jumps and not [k for k in jumps if _holds(k, NUM_STAGES=1, NUM_WARPS=4)]
+
+
+def test_a_hang_pair_counts_when_the_parent_held_one_of_its_settings():
+    """Moves that set only NUM_STAGES=1 on a parent with NUM_WARPS=8 hung twice: the pair is
+    judged on the whole kernel's knobs, so NUM_STAGES=1 over NUM_WARPS=8 is not proposed."""
+    history = [_attempt("BLOCK_M=64,NUM_STAGES=1", "", status="timeout", sha="h1"),
+               _attempt("BLOCK_N=128,NUM_STAGES=1", "", status="timeout", sha="h2")]
+    kernels, _ = _kernels(_op(history), _ctx(0), read_knobs(SEED), history)
+    assert not [k for k in kernels if _holds(k, NUM_STAGES=1, NUM_WARPS=8)]
+    assert any(_holds(k, NUM_STAGES=1, NUM_WARPS=4) for k in kernels)  # never hung: still proposed
+
+
+def test_one_timeout_is_not_enough_to_avoid_a_pair():
+    """BLOCK_M=256 with BLOCK_N=128 hung once (maybe a slow compile): still proposed, while
+    the pair that hung twice is not."""
+    history = [_attempt("BLOCK_M=64,NUM_STAGES=1,NUM_WARPS=4", "", parent=7, status="timeout", sha="h1"),
+               _attempt("BLOCK_N=128,NUM_STAGES=1,NUM_WARPS=4", "", parent=7, status="timeout", sha="h2"),
+               _attempt("BLOCK_M=256,BLOCK_N=128", "", parent=7, status="timeout", sha="h3")]
+    kernels, _ = _kernels(_op(history), _ctx(0), read_knobs(SEED), history)
+    assert any(_holds(k, BLOCK_M=256, BLOCK_N=128) for k in kernels)
+    assert not [k for k in kernels if _holds(k, NUM_STAGES=1, NUM_WARPS=4)]
+
+
+def test_a_pair_that_also_ran_ok_is_not_avoided():
+    """NUM_STAGES=1 with NUM_WARPS=4 hung twice but also ran fine once: proposed again; the
+    pair that hung twice and never ran (BLOCK_M=256 with BLOCK_N=128) is not."""
+    history = [_attempt("BLOCK_M=64,NUM_STAGES=1,NUM_WARPS=4", "", parent=7, status="timeout", sha="h1"),
+               _attempt("BLOCK_N=128,NUM_STAGES=1,NUM_WARPS=4", "", parent=7, status="timeout", sha="h2"),
+               _attempt("NUM_STAGES=1,NUM_WARPS=4", "NUM_STAGES 2->1: x; NUM_WARPS 8->4: x", parent=9, sha="ok1"),
+               _attempt("BLOCK_M=256,BLOCK_N=128,NUM_WARPS=4", "", parent=7, status="timeout", sha="h3"),
+               _attempt("BLOCK_M=256,BLOCK_N=128,NUM_STAGES=3", "", parent=7, status="timeout", sha="h4")]
+    kernels, _ = _kernels(_op(history), _ctx(0), read_knobs(SEED), history)
+    assert any(_holds(k, NUM_STAGES=1, NUM_WARPS=4) for k in kernels)
+    assert not [k for k in kernels if _holds(k, BLOCK_M=256, BLOCK_N=128)]
+
+
+def test_on_the_h100_lineage_v4_is_never_moved_to_the_pair_that_deadlocked():
+    """The committed cuda lineage: every timeout was a move from v4 with NUM_STAGES=1 and
+    WARP_SPECIALIZE=False (a deadlock; the slot and GPU held for the 120 s watchdog)."""
+    lineage = Lineage(CUDA_LINEAGE)
+    history = lineage.attempts()
+    hung = [a for a in history if a["status"] == "timeout" and a["parent"] == 4
+            and {("NUM_STAGES", 1), ("WARP_SPECIALIZE", False)} <= set(parse_move(a["technique"]["name"]) or ())]
+    assert len(hung) >= 2
+    v4 = lineage.get(4).source
+    generation = max(int(a.get("generation") or 0) for a in history) + 1
+    op = HeuristicOperator(CUDA_LINEAGE, device="cuda")
+    ctx = _ctx(0, generation=generation, source=v4, parent=4)
+    kernels, _ = _kernels(op, ctx, read_knobs(v4), history)
+    assert len(kernels) > 12 + 12  # jumps: no move next to v4 is left untried
+    assert not [k for k in kernels if _holds(k, NUM_STAGES=1, WARP_SPECIALIZE=False)]

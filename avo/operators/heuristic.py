@@ -17,6 +17,7 @@ How a move is chosen, for the parent the select step gave this slot:
    kernel_src/<problem>/levers.py, which the supervisor's rules read too), blended with the measured effect of past changes of the same knob in the
    same direction (log geomean ratio to the parent; failures count against),
    plus a small bonus for knobs seldom tried;
+   drop moves whose kernel would hold a pair of knob settings that hung (see hang_pairs);
 4. rank with a little seeded noise; slot i of the generation takes the i-th.
 Only attempts of earlier generations are read, so every slot of a generation
 sees the same history and the proposal for (generation, slot) is reproducible:
@@ -39,6 +40,7 @@ from avo.operators.base import VaryContext
 from avo.problem import levers, load_problem
 
 BLOCK_SIZES = load_problem().KNOBS["BLOCK_M"]  # the default problem's (tests read it)
+HANG_EVIDENCE = 2  # timed-out attempts a pair of knob settings must share to be avoided
 FAIL_LOG_RATIO = -0.10  # what a failed attempt counts as, in log(ratio to parent)
 PAIR_PENALTY = 0.015  # prefer single-knob moves: their effect can be read
 
@@ -151,6 +153,50 @@ def knob_credit(attempts: list[dict]) -> dict[tuple[str, str], list[float]]:
     return credit
 
 
+def hang_pairs(attempts: list[dict], knobs_of) -> dict[frozenset, int]:
+    """Pairs of knob settings that hung: {frozenset({(knob, value), (knob, value)}): timeouts}.
+
+    A pair counts when it is in the knob values of at least HANG_EVIDENCE attempts whose
+    status is "timeout" and of no attempt that was "ok" (one timeout may be a slow compile).
+    An attempt's knob values are its move over its parent's values (`knobs_of(version)`, {}
+    where unknown); of a timeout, only pairs with a setting its move made are blamed (its
+    parent ran). On the H100, NUM_STAGES=1 with WARP_SPECIALIZE=False deadlocked every time
+    and held a GPU for the 120 s watchdog."""
+    hung: dict[frozenset, int] = {}
+    ran: set[frozenset] = set()
+    for a in attempts:
+        status = a.get("status")
+        if status not in ("ok", "timeout"):
+            continue
+        move = parse_move(a.get("technique", {}).get("name", ""))
+        if move is None:
+            if status == "ok" and a.get("version") is not None:  # a committed non-knob change (seed, agent)
+                ran.update(_pairs(knobs_of(a["version"])))
+            continue
+        pairs = _pairs({**knobs_of(a.get("parent")), **dict(move)})
+        if status == "ok":
+            ran.update(pairs)
+        else:
+            for pair in pairs:
+                if pair & set(move):
+                    hung[pair] = hung.get(pair, 0) + 1
+    return {pair: n for pair, n in hung.items() if n >= HANG_EVIDENCE and pair not in ran}
+
+
+def _pairs(knobs: dict) -> set[frozenset]:
+    return {frozenset(p) for p in itertools.combinations(knobs.items(), 2)}
+
+
+def _hangs(knobs: dict, pairs) -> list[frozenset]:
+    """The pairs (of hang_pairs) that these knob values hold."""
+    items = set(knobs.items())
+    return [pair for pair in pairs if pair <= items]
+
+
+def pair_name(pair: frozenset) -> str:
+    return " with ".join(f"{k}={v!r}" for k, v in sorted(pair))
+
+
 def _old_value(expected: str, knob: str):
     m = re.search(rf"\b{re.escape(knob)} (\S+)->", expected)
     if not m:
@@ -202,6 +248,7 @@ class HeuristicOperator:
         self.device = device
         self._attempts_reader = attempts_reader  # tests inject history; default: the lineage's log
         self._kb = None
+        self._knobs_of_version: dict[int, dict] = {}
 
     @property
     def problem(self):
@@ -216,6 +263,26 @@ class HeuristicOperator:
 
         return Lineage(self.lineage_root).attempts()
 
+    def knobs_of(self, version) -> dict:
+        """A lineage version's knob values ({} where the lineage does not have it)."""
+        if not isinstance(version, int):
+            return {}
+        if version not in self._knobs_of_version:
+            from avo.lineage import Lineage
+
+            lineage = Lineage(self.lineage_root)
+            self._knobs_of_version[version] = read_knobs(lineage.get(version).source) if lineage.has(version) else {}
+        return self._knobs_of_version[version]
+
+    def hang_pairs(self, ctx: VaryContext, knobs: dict, history: list[dict]) -> dict[frozenset, int]:
+        """hang_pairs of this history, the parent's knobs read from its source; pairs the
+        parent holds itself are left out (it ran)."""
+        def knobs_of(version):
+            return knobs if version == ctx.parent_version else self.knobs_of(version)
+
+        parent = set(knobs.items())
+        return {pair: n for pair, n in hang_pairs(history, knobs_of).items() if not pair <= parent}
+
     def vary(self, ctx: VaryContext) -> Candidate:
         records = ctx.population.records() if ctx.population is not None else self._attempts()
         history = [a for a in records if int(a.get("generation") or 0) < ctx.generation]
@@ -229,8 +296,12 @@ class HeuristicOperator:
         move, score = ranked[ctx.slot % len(ranked)]
         changes = dict(move)
         source = set_knobs(ctx.parent_source, changes)
+        # pairs that hung holding a setting this move makes: why it was not combined with the other
+        avoided = [f"{pair_name(pair)} (hung in {n} attempts, ran in none)"
+                   for pair, n in sorted(self.hang_pairs(ctx, knobs, history).items(), key=lambda pn: sorted(pn[0]))
+                   if pair & set(move)]
         return Candidate(source=source, parent=ctx.parent_version, operator="heuristic",
-                         technique=self.technique(move, knobs), generation=ctx.generation,
+                         technique=self.technique(move, knobs, avoided), generation=ctx.generation,
                          meta={"knobs": changes, "before": {k: knobs[k] for k in changes},
                                "score": round(score, 5)})
 
@@ -238,6 +309,7 @@ class HeuristicOperator:
         tried = {a.get("technique", {}).get("name") for a in history if a.get("parent") == ctx.parent_version}
         tried_shas = {a.get("source_sha256") for a in history} | ctx.judging
         credit = knob_credit(history)
+        hangs = self.hang_pairs(ctx, knobs, history)
         rng = random.Random(f"{ctx.seed}:{ctx.generation}:{ctx.parent_version}")
         space = getattr(self.problem, "KNOBS", {})
         singles = [((k, v),) for k, old in sorted(knobs.items())
@@ -250,7 +322,7 @@ class HeuristicOperator:
             after = {**knobs, **dict(move)}
             if not fits_shared_memory(after, self.problem, self.device):
                 continue
-            if move_name(move) in tried:
+            if move_name(move) in tried or _hangs(after, hangs):
                 continue
             if source_sha256(set_knobs(ctx.parent_source, dict(move))) in tried_shas:
                 continue
@@ -267,19 +339,23 @@ class HeuristicOperator:
             # slots past them. Every slot ranks the same moves with the same generator, so slot i
             # takes the i-th: a lineage with one untried move left made all 12 slots propose it
             names = {move_name(move) for move, _ in ranked}
-            ranked += [(move, -1.0) for move in self.jumps(ctx, knobs, singles, tried | names, tried_shas, rng)]
+            ranked += [(move, -1.0) for move in self.jumps(ctx, knobs, singles, tried | names, tried_shas, rng,
+                                                                    hangs)]
         return ranked
 
-    def jumps(self, ctx: VaryContext, knobs: dict, singles: list, tried: set, tried_shas: set, rng) -> list[tuple]:
-        """Up to JUMPS distinct untried three-knob moves that fit, drawn with `rng` (the same
-        draws in every slot of a generation: the slots take different ones by their index)."""
+    def jumps(self, ctx: VaryContext, knobs: dict, singles: list, tried: set, tried_shas: set, rng,
+              hangs=()) -> list[tuple]:
+        """Up to JUMPS distinct untried three-knob moves that fit and hold no pair of `hangs`,
+        drawn with `rng` (the same draws in every slot of a generation: the slots take
+        different ones by their index)."""
         found: dict[str, tuple] = {}
         for _ in range(20 * JUMPS):
             picks = rng.sample(singles, k=min(3, len(singles)))
             move = tuple(sorted(p[0] for p in {p[0][0]: p for p in picks}.values()))
             name = move_name(move)
-            if name in tried or name in found or not fits_shared_memory({**knobs, **dict(move)}, self.problem,
-                                                                         self.device):
+            after = {**knobs, **dict(move)}
+            if name in tried or name in found or not fits_shared_memory(after, self.problem, self.device) \
+                    or _hangs(after, hangs):
                 continue
             if source_sha256(set_knobs(ctx.parent_source, dict(move))) not in tried_shas:
                 found[name] = move
@@ -297,7 +373,7 @@ class HeuristicOperator:
         # the prior fades as measurements come in; rarely tried knobs get a small bonus
         return prior / (1 + n) + measured * n / (1 + n) + 0.01 / math.sqrt(1 + n)
 
-    def technique(self, move: tuple, knobs: dict) -> Technique:
+    def technique(self, move: tuple, knobs: dict, avoided: list[str] = ()) -> Technique:
         parts, whys = [], []
         for knob, new in move:
             lever = knob_levers(self.problem).get(_base(self.problem, knob), GENERIC_SWITCH)
@@ -307,6 +383,8 @@ class HeuristicOperator:
         note = self._knowledge(" ".join(k for k, _ in move))
         if note:
             whys.append(f"Knowledge base: {note}")
+        if avoided:
+            whys.append("Not proposed: " + "; ".join(avoided) + ".")
         return Technique(name=move_name(move), expected="; ".join(parts), why=" ".join(whys))
 
     def _knowledge(self, query: str) -> str:
