@@ -1,7 +1,7 @@
 """The commit rule: when a candidate becomes a lineage version. Pure functions.
 
 AVO's rule, made stricter and noise-aware. Every candidate must be correct (status
-"ok"), unflagged, and must have finished the evaluation cascade (a result the
+"ok"), unflagged, timed on a GPU nothing else was busy on (env.gpu_shared), and must have finished the evaluation cascade (a result the
 cascade stopped early, e.g. screened out, never commits). Then the basis depends
 on where it was measured:
 
@@ -83,6 +83,9 @@ def decide(result: EvalResult, best: Best | None, rule: Rule) -> tuple[bool, str
         return False, f"status {result.status}{why}"
     if result.flags:  # e.g. "overfit: much faster on the suite than on the held-out shapes"
         return False, f"flagged: {result.flags[0]}"
+    shared = (result.env or {}).get("gpu_shared")
+    if shared:  # timed while another process ran on the GPU (avo/harness/gpu_activity.py)
+        return False, f"timed on a shared GPU: {shared[0].get('when', '')}, busy pids {shared[0].get('pids', {})}"
     if not result.timings:
         return False, "no timed configurations"
     g = result.geomean_tflops

@@ -276,3 +276,39 @@ def test_the_judge_gets_the_configured_number_of_compile_helpers(tmp_path):
     make(tmp_path, compile_helpers=3).judge("k", "0", None, fake)
     make(tmp_path, compile_helpers=0).judge("k", "0", None, fake)
     assert [c["compile_helpers"] for c in fake.calls] == [3, 0]
+
+
+class SharedOnce(FakeJudge):
+    """Its first `shared` results were timed while another process was busy on the GPU."""
+
+    def __init__(self, shared=1, **kw):
+        super().__init__(**kw)
+        self.shared = shared
+
+    def __call__(self, source, **kw):
+        result = super().__call__(source, **kw)
+        if self.shared > 0:
+            self.shared -= 1
+            result.env["gpu_shared"] = [{"when": "during a 3.0 s hold", "pids": {"999": 100}}]
+        return result
+
+
+def test_a_candidate_timed_on_a_shared_gpu_is_judged_once_more(tmp_path):
+    ev, fake = make(tmp_path), SharedOnce(shared=1)
+    result = ev.judge("k1", "0", None, fake)
+    assert [c["source"] for c in fake.calls] == ["k1", "k1"]
+    assert not result.env.get("gpu_shared") and result.env["gpu_shared_first_try"][0]["pids"] == {"999": 100}
+    assert set(ev.cache.rows(ev.key(0))) == set(SUITE)  # the clean try's baselines are cached
+
+
+def test_figures_from_a_shared_gpu_are_never_cached(tmp_path):
+    ev, fake = make(tmp_path), SharedOnce(shared=2)
+    result = ev.judge("k1", "0", None, fake)
+    assert len(fake.calls) == 2 and result.env["gpu_shared"]  # shared twice: said, and ...
+    assert ev.cache.rows(ev.key(0)) == {}  # ... its baselines are not the GPU's figures
+    assert not ev.cache.has(ev.key(0), SUITE, ("cudnn", "fa2"))
+    # the best timed on a shared GPU is no yardstick: it is measured again, at most TRIES times
+    ev, fake = make(tmp_path / "b"), SharedOnce(shared=2)
+    first = ev.judge("k2", "1", BEST, fake)
+    assert first.env["yardstick_measured"]["status"] == "shared"
+    assert ev._needs_measuring(ev.key(1), BEST)

@@ -142,6 +142,12 @@ def print_result(result: EvalResult, title: str, problem=None) -> None:
         console.print(f"held out: {t.config}: {units.tflops(t.tflops, result.interpreter)}{ratio}", highlight=False)
     for flag in result.flags:
         console.print(f"[yellow]flag: {flag}[/]", highlight=False)
+    guard = env.get("gpu_sharing_guard")
+    if guard and guard != "on":
+        console.print(f"[yellow]shared-GPU guard {guard}: timings unguarded against other GPU work[/]", highlight=False)
+    for shared in env.get("gpu_shared") or []:
+        console.print(f"[yellow]timed on a shared GPU ({shared.get('when')}): processes {shared.get('pids')} "
+                      "were busy on it; these figures are not this kernel's alone[/]", highlight=False)
     colour = "green" if result.ok else "red"
     line = f"status: [bold {colour}]{result.status}[/]"
     if result.message:

@@ -27,7 +27,12 @@ class RunnerFailed(Exception):
         self.status, self.message = status, message
 
 
+WATCH_EVERY_S = 1.0
+
+
 class Host:
+    watch = None  # () -> str: why the runner is hung, "" while it is not (set around compile calls)
+
     def __init__(self, path: Path, device: str, workdir: Path, log, entry: str = "attention",
                  env: dict | None = None):
         self.device = device
@@ -62,11 +67,22 @@ class Host:
         wire.send(self.sock, {"op": "batch", "calls": calls})
 
     def receive(self, timeout_s: float, what: str) -> dict:
-        """The runner's next message, or RunnerFailed (timeout / crash / garbage)."""
-        ready, _, _ = select.select([self.sock], [], [], timeout_s)
-        if not ready:
-            self.kill()
-            raise RunnerFailed("timeout", f"{what}: no answer within {timeout_s:.1f} s; the runner was killed")
+        """The runner's next message, or RunnerFailed (timeout / crash / garbage). While
+        `watch` is set (the compile stage's, judge_sharing.py) it is asked every WATCH_EVERY_S
+        whether the runner is hung: a reason ends the wait as the watchdog would."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self.sock], [], [], min(left, WATCH_EVERY_S) if self.watch else left)
+            if ready:
+                break
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise RunnerFailed("timeout", f"{what}: no answer within {timeout_s:.1f} s; the runner was killed")
+            why = self.watch() if self.watch else ""
+            if why:
+                self.kill()
+                raise RunnerFailed("timeout", f"{what}: {why}; the runner was killed")
         try:
             return wire.recv(self.sock)
         except (wire.WireError, OSError) as e:

@@ -107,6 +107,7 @@ class Judge(CascadeStages):
             pool = self.held_out_pool() if timed and self.job.get("time_held_out_pool") else []
             self.timing_bytes = self.arena_bytes(timed + pool)
             self.arena = arena_mod.create(self.device, self.compile_arena_bytes())
+            self.open_gpu_watch()  # who else is busy on this GPU (judge_sharing.py)
             baselines = {}
             if timed and self.device == "cuda":  # a screened candidate's held-out shapes: if it passes the gate
                 with self.stage("baselines"):  # (the pool: every held-out shape, for the GPU's cache)
@@ -142,6 +143,7 @@ class Judge(CascadeStages):
                 runner.kill()
             if self.ready:
                 self.ready.close()
+            self.close_gpu_watch()
             self.result.env["stage_s"] = {k: round(v, 3) for k, v in self.stage_s.items()}
             self.result.env["kernel_s"] = round(self.kernel_s, 4)
         self.result.wall_s = clock() - t0
@@ -225,16 +227,23 @@ class Judge(CascadeStages):
         t0 = clock()
         wrong = None  # a variant that runs but is wrong: reported after every variant has compiled
         seconds = self.result.env.setdefault("compile_calls", [])  # per shape: where the compile stage goes
-        for shape in todo:
-            try:
-                t1 = clock()
-                self.verified_batch(host, shape, 1, "compile", full=self.device != "cuda", vary=False,
-                                    timeout_s=COMPILE_TIMEOUT_S[self.device])
-                seconds.append([shape.name, round(clock() - t1, 3)])
-            except Verdict as v:
-                if v.status != "incorrect":
-                    raise
-                wrong = wrong or v
+        watching = host is not None and self.gpu_watch is not None
+        if watching:  # a runner (or helper) hung on the GPU ends sooner than the compile watchdog
+            host.watch = self.compile_watch()
+        try:
+            for shape in todo:
+                try:
+                    t1 = clock()
+                    self.verified_batch(host, shape, 1, "compile", full=self.device != "cuda", vary=False,
+                                        timeout_s=COMPILE_TIMEOUT_S[self.device])
+                    seconds.append([shape.name, round(clock() - t1, 3)])
+                except Verdict as v:
+                    if v.status != "incorrect":
+                        raise
+                    wrong = wrong or v
+        finally:
+            if watching:
+                host.watch = None
         if wrong:
             raise wrong
         spent = self.result.compile_stats.get("compile_s", 0.0) if self.result.compile_stats else 0.0

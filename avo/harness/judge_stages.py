@@ -2,7 +2,7 @@
 judge.py's per-call machinery for length: screen -> gate -> full -> recheck, the
 baseline cache and the baselines' own timing, the confirmation re-measure, the
 per-GPU lock (and the CPUs that go with it, avo/harness/cores.py), and the stage
-clock. `Judge` (judge.py) mixes these in; they use its start / compile / check /
+clock. The holds' shared-GPU guard is judge_sharing.py's. `Judge` (judge.py) mixes these in; they use its start / compile / check /
 time_all / time_shape / verified_batch.
 """
 from __future__ import annotations
@@ -18,12 +18,24 @@ from avo import cascade
 from avo.harness import calls, cores
 from avo.harness.calls import Verdict
 from avo.harness.host import Host, RunnerFailed, clock
+from avo.harness.judge_sharing import SharingGuard
 from avo.records import ConfigTiming
 
 QUICK_CHECKS = 3  # check shapes in a quick check (and before the cascade's screen)
 
 
-class CascadeStages:
+def holder(fd: int) -> int | None:
+    """Just after taking the lock: the pid of the judge that held it last (the file says),
+    and this judge's pid written in its place."""
+    try:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.pwrite(fd, f"{os.getpid():>12}\n".encode(), 0)
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and int(text) != os.getpid() else None
+
+
+class CascadeStages(SharingGuard):  # the shared-GPU guard is part of every hold
     def cascade(self, host: Host, suite: list, timed: list, baselines: dict) -> Host:
         """screen -> (gate) -> full -> recheck; the screen's rows count in the full suite.
         Returns the candidate's runner (a new one when held-out baselines had to be timed)."""
@@ -187,11 +199,20 @@ class CascadeStages:
         lock file shared by the judges the orchestrator runs on this GPU). Loading and
         compiling happen outside it, overlapping another candidate's timing."""
         path = self.job.get("gpu_lock")
-        if not path or getattr(self, "gpu_lock_held", False):
+        if getattr(self, "gpu_lock_held", False) or getattr(self, "unlocked_hold", False):
             # held already: a stage that needs it inside one that holds it (held-out baselines are
             # timed past the gate, inside the check-and-time hold). A second flock on a new
             # descriptor of the same file would wait for this very judge: a deadlock
             yield
+            return
+        if not path:  # no lock to take (an evaluation on its own: avo bench, tests): still watched
+            self.unlocked_hold = True
+            try:
+                self.await_quiet_gpu()
+                yield
+            finally:
+                self.unlocked_hold = False
+                self.note_shared_hold()
             return
         t0 = clock()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -203,6 +224,7 @@ class CascadeStages:
             self.gpu_lock_fd, self.gpu_lock_since = fd, time.monotonic()  # system-wide clock: the
             self.gpu_lock_held = True                                     # benchmark checks no two overlap
             self.pin_cpus("timing")
+            self.await_quiet_gpu(holder(fd))  # nothing outside this judge busy on the GPU (judge_sharing.py)
             yield
         finally:
             if taken and self.gpu_lock_held:
@@ -233,6 +255,7 @@ class CascadeStages:
             self.stage_s["gpu_wait"] = self.stage_s.get("gpu_wait", 0.0) + clock() - t0
             self.gpu_lock_since, self.gpu_lock_held = time.monotonic(), True
             self.pin_cpus("timing")
+            self.await_quiet_gpu(holder(fd))
 
     def pin_cpus(self, to: str) -> None:
         """The CPUs that go with the GPU lock (job.timing_cpus, job.work_cpus: the orchestrator's
@@ -264,3 +287,4 @@ class CascadeStages:
     def _note_hold(self) -> None:
         self.result.env.setdefault("gpu_held", []).append([round(self.gpu_lock_since, 4),
                                                            round(time.monotonic(), 4)])
+        self.note_shared_hold()
