@@ -85,7 +85,7 @@ def decide(result: EvalResult, best: Best | None, rule: Rule) -> tuple[bool, str
         return False, f"flagged: {result.flags[0]}"
     shared = (result.env or {}).get("gpu_shared")
     if shared:  # timed while another process ran on the GPU (avo/harness/gpu_activity.py)
-        return False, f"timed on a shared GPU: {shared[0].get('when', '')}, busy pids {shared[0].get('pids', {})}"
+        return False, f"timed on a shared GPU: {shared[0].get('when', '')}, busy pids {', '.join(shared[0].get('pids', {}))}"
     if not result.timings:
         return False, "no timed configurations"
     g = result.geomean_tflops

@@ -146,7 +146,8 @@ def print_result(result: EvalResult, title: str, problem=None) -> None:
     if guard and guard != "on":
         console.print(f"[yellow]shared-GPU guard {guard}: timings unguarded against other GPU work[/]", highlight=False)
     for shared in env.get("gpu_shared") or []:
-        console.print(f"[yellow]timed on a shared GPU ({shared.get('when')}): processes {shared.get('pids')} "
+        busy = ", ".join(f"{pid} {p.get('what') or '(gone)'} at {p.get('sm')}% SM" for pid, p in shared.get("pids", {}).items())
+        console.print(f"[yellow]timed on a shared GPU ({shared.get('when')}): {busy} "
                       "were busy on it; these figures are not this kernel's alone[/]", highlight=False)
     colour = "green" if result.ok else "red"
     line = f"status: [bold {colour}]{result.status}[/]"

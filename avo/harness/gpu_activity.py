@@ -112,6 +112,9 @@ class Watcher:
         self.gpu, self.every_s, self.keep = gpu, every_s, keep
         self.kept: list[Sample] = []
         self.error = ""
+        self.pids_seen: set[int] = set()
+        self.on_new_pids = None  # called with the pids of a read's samples never seen before, at once:
+        # a process is looked up while it still lives (a runner started and killed within a hold)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="avo-gpu-activity", daemon=True)
@@ -142,6 +145,10 @@ class Watcher:
                 return
             self.kept.extend(sorted(new, key=lambda s: s.time_us))
             del self.kept[:-self.keep]
+            fresh = {s.pid for s in new} - self.pids_seen
+            self.pids_seen |= fresh
+        if fresh and self.on_new_pids:
+            self.on_new_pids(fresh)
 
     def since(self, since_us: int) -> list[Sample]:
         self.read()
@@ -184,6 +191,17 @@ def busy(samples: list[Sample], since_us: int, until_us: int | None = None,
             continue
         out[s.pid] = max(out.get(s.pid, 0), s.sm)
     return out
+
+
+def describe(pid: int, proc: str = "/proc") -> str:
+    """'name (parent pid)' of a live process, '' of a gone one: for the record."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    name = stat[stat.find("(") + 1:stat.rfind(")")]
+    return f"{name} (parent {stat.rsplit(')', 1)[1].split()[1]})"
 
 
 def alive(pid: int) -> bool:

@@ -29,6 +29,7 @@ class SharingGuard:
     def open_gpu_watch(self) -> None:
         """On a GPU: start sampling; env.gpu_sharing_guard says whether it is on, or why not."""
         self.own_seen: set[int] = {os.getpid()}
+        self.named: dict[int, str] = {}  # pid -> what it was, looked up when first busy
         self.hold_since_us = now_us()
         if self.device != "cuda":
             return
@@ -38,7 +39,19 @@ class SharingGuard:
             gpu, why = None, f"{type(e).__name__}: {e}"[:200]
         self.result.env["gpu_sharing_guard"] = "on" if gpu else f"off: {why}"
         if gpu:
-            self.gpu_watch = gpu_activity.Watcher(gpu).start()
+            self.gpu_watch = gpu_activity.Watcher(gpu)
+            self.gpu_watch.on_new_pids = self.first_seen
+            self.gpu_watch.start()
+
+    def first_seen(self, pids: set[int]) -> None:
+        """A process busy on the GPU for the first time: whether it is this judge's is looked up
+        now, while it lives (one started and killed inside a hold is gone by the hold's end)."""
+        self.own_pids()
+        for pid in pids:
+            self.named.setdefault(pid, gpu_activity.describe(pid))
+
+    def who(self, pids) -> dict[str, dict]:
+        return {str(p): {"sm": sm, "what": self.named.get(p) or gpu_activity.describe(p)} for p, sm in pids.items()}
 
     def close_gpu_watch(self) -> None:
         if self.gpu_watch:
@@ -76,7 +89,7 @@ class SharingGuard:
             if clock() - t0 > QUIET_MAX_S:
                 self.result.env.setdefault("gpu_shared", []).append(
                     {"when": f"before a hold, after waiting {QUIET_MAX_S:.0f} s",
-                     "pids": {str(p): sm for p, sm in outside.items()}})
+                     "pids": self.who(outside)})
                 break
             if outside:
                 since = max(taken_us + int(SETTLE_S * 1e6), now_us() - int(QUIET_WINDOW_S * 1e6))
@@ -85,7 +98,7 @@ class SharingGuard:
         self.stage_s["gpu_quiet"] = self.stage_s.get("gpu_quiet", 0.0) + waited
         if seen:
             self.result.env.setdefault("gpu_quiet_waits", []).append(
-                {"s": round(waited, 2), "pids": {str(p): sm for p, sm in seen.items()}})
+                {"s": round(waited, 2), "pids": self.who(seen)})
         self.hold_since_us = now_us()
 
     def note_shared_hold(self) -> None:
@@ -98,7 +111,7 @@ class SharingGuard:
         if outside:
             self.result.env.setdefault("gpu_shared", []).append(
                 {"when": f"during a {(until - self.hold_since_us) / 1e6:.1f} s hold",
-                 "pids": {str(p): sm for p, sm in outside.items()}})
+                 "pids": self.who(outside)})
 
     def compile_watch(self) -> Callable[[], str] | None:
         """For Host.receive while a compile call runs: '' while fine, else why the runner is

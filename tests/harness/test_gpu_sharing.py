@@ -40,8 +40,10 @@ class FakeNvml:
 class Guarded(SharingGuard):
     def __init__(self, fake: FakeNvml):
         self.device, self.result, self.stage_s = "cuda", EvalResult(status="ok"), {}
-        self.own_seen, self.hold_since_us = {os.getpid()}, now_us()
-        self.gpu_watch = gpu_activity.Watcher(fake, every_s=0.05).start()
+        self.own_seen, self.named, self.hold_since_us = {os.getpid()}, {}, now_us()
+        self.gpu_watch = gpu_activity.Watcher(fake, every_s=0.05)
+        self.gpu_watch.on_new_pids = self.first_seen
+        self.gpu_watch.start()
 
 
 def foreign_process() -> int:
@@ -97,7 +99,7 @@ def test_the_hold_waits_for_a_live_outside_process_to_stop(fake):
     judge.await_quiet_gpu()
     waited = time.monotonic() - t0
     assert 1.0 <= waited < 3.0
-    assert judge.result.env["gpu_quiet_waits"][0]["pids"] == {str(other): 100}
+    assert judge.result.env["gpu_quiet_waits"][0]["pids"] == {str(other): {"sm": 100, "what": "sleep (parent 1)"}}
     assert judge.stage_s["gpu_quiet"] >= 1.0 and not judge.result.env.get("gpu_shared")
 
 
@@ -137,7 +139,7 @@ def test_outside_work_during_a_hold_is_recorded_even_if_it_ended(fake):
     time.sleep(0.9)
     judge.note_shared_hold()
     shared = judge.result.env["gpu_shared"]
-    assert shared[0]["pids"] == {str(gone.pid): 70} and "hold" in shared[0]["when"]
+    assert shared[0]["pids"] == {str(gone.pid): {"sm": 70, "what": ""}} and "hold" in shared[0]["when"]
 
 
 def test_own_work_and_the_previous_holders_tail_are_not_sharing(fake):
@@ -234,3 +236,21 @@ def test_the_lock_file_names_the_previous_holder(tmp_path):
         assert os.pread(fd, 32, 0).decode().strip() == str(os.getpid())
     finally:
         os.close(fd)
+
+
+def test_a_process_of_its_own_started_and_gone_within_a_hold_is_its_own(fake):
+    """H100, f1e8b82: a held-out baseline's runner, started and killed inside the hold, was gone
+    when the hold ended and was taken for an outside process (72% SM): it is looked up when
+    first seen busy, while it lives."""
+    judge = Guarded(fake)
+    judge.await_quiet_gpu()
+    runner = subprocess.Popen(["sleep", "30"])
+    t = now_us()
+    fake.busy = {runner.pid: (t, t + 400_000, 72)}
+    time.sleep(0.3)  # the watcher reads its first samples while it lives
+    runner.kill()
+    runner.wait()
+    time.sleep(0.3)
+    judge.note_shared_hold()
+    assert "gpu_shared" not in judge.result.env
+    assert judge.named[runner.pid] == f"sleep (parent {os.getpid()})"
