@@ -211,6 +211,12 @@ def attempt_record(candidate, result, decision, measured: dict | None = None) ->
         "judge_waited_s": (result.env.get("prestart") or {}).get("waited_s"),
         "helpers_warmed": (result.env.get("compile_helpers") or {}).get("warmed"),
         "compile_calls_s": [s for _, s in result.env.get("compile_calls") or []],
+        # the shared-GPU guard (avo/harness/judge_sharing.py): on or why not, waits before holds,
+        # holds another process shared (a first try's too, when the evaluator judged it again)
+        "gpu_sharing_guard": result.env.get("gpu_sharing_guard"),
+        "gpu_quiet_waits": result.env.get("gpu_quiet_waits") or [],
+        "gpu_shared": result.env.get("gpu_shared") or [],
+        "gpu_shared_first_try": result.env.get("gpu_shared_first_try") or [],
         **model_cost(candidate.meta),
     }
 

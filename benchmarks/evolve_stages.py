@@ -62,6 +62,17 @@ def in_flight(attempts: list[dict]) -> float | None:
     return sum(b - a for a, b in spans) / total if total > 0 else None
 
 
+def guard(attempts: list[dict]) -> dict:
+    """The shared-GPU guard's record over these attempts (avo/harness/judge_sharing.py): how
+    many ran with it on, seconds spent waiting for a quiet GPU, candidates judged again after a
+    shared hold, and those still shared (never committed)."""
+    return {"guard_on": sum(a.get("gpu_sharing_guard") == "on" for a in attempts),
+            "gpu_quiet_s": round(sum((a.get("stage_s") or {}).get("gpu_quiet", 0.0) for a in attempts), 2),
+            "waited_for_quiet": sum(bool(a.get("gpu_quiet_waits")) for a in attempts),
+            "judged_again": sum(bool(a.get("gpu_shared_first_try")) for a in attempts),
+            "still_shared": sum(bool(a.get("gpu_shared")) for a in attempts)}
+
+
 def summarise(legs: list[dict], attempts: list[dict]) -> dict:
     per_leg, everyone = [], []
     for i, leg in enumerate(legs):
@@ -83,7 +94,8 @@ def summarise(legs: list[dict], attempts: list[dict]) -> dict:
                         "committed": sum(bool(a.get("committed")) for a in mine),
                         "screened_out": len(screened), "full_suite": len(full),
                         "median_lock_s_screened_out": round(statistics.median(screened), 2) if screened else None,
-                        "median_lock_s_full": round(statistics.median(full), 2) if full else None})
+                        "median_lock_s_full": round(statistics.median(full), 2) if full else None,
+                        **guard(mine)})
         everyone += [(i + 1, a) for a in mine]
     gpu_minutes = sum(leg["gpus"] * (leg["end"] - leg["start"]) / 60 for leg in legs)
     minutes = sum((leg["end"] - leg["start"]) / 60 for leg in legs)
@@ -117,7 +129,9 @@ def main() -> None:
               f"{leg['first_result_s']} s, then {leg['warm_per_gpu_minute']} per GPU-minute with "
               f"{leg['in_flight_per_gpu']} in flight per GPU), {leg['committed']} committed; "
               f"{leg['screened_out']} stopped at the screen (median lock {leg['median_lock_s_screened_out']} s), "
-              f"{leg['full_suite']} full suite (median lock {leg['median_lock_s_full']} s)")
+              f"{leg['full_suite']} full suite (median lock {leg['median_lock_s_full']} s); shared-GPU guard on for "
+              f"{leg['guard_on']}, {leg['gpu_quiet_s']} s waiting for a quiet GPU ({leg['waited_for_quiet']} "
+              f"candidates), {leg['judged_again']} judged again after a shared hold, {leg['still_shared']} still shared")
     print(f"all legs: {s['evaluated']} evaluated in {s['minutes']} min on {s['gpu_minutes']} GPU-minutes: "
           f"{s['per_gpu_minute']} per GPU-minute")
     if args.json:

@@ -45,3 +45,19 @@ def test_evaluations_in_flight_are_their_walls_over_the_span_they_cover():
     recs = [{"epoch": e, "wall_s": 40.0} for e in (100.0, 100.0, 140.0)]
     assert evolve_stages.in_flight(recs) == 120 / 80
     assert evolve_stages.in_flight(recs[:1]) is None
+
+
+def test_the_shared_gpu_guards_record_is_summed_per_leg(tmp_path):
+    log = tmp_path / "legs.log"
+    log.write_text("== leg start 1000 gpus=0 seconds=240\n== leg end 1300 rc=0\n")
+    quiet = attempt(1100, "screen", [[1.0, 2.0]], stopped="screened out")
+    quiet.update(gpu_sharing_guard="on", stage_s={"gpu_quiet": 12.5},
+                 gpu_quiet_waits=[{"s": 12.5, "pids": {"77": {"sm": 100, "what": "python3 (parent 1)"}}}])
+    again = attempt(1200, "screen", [[1.0, 2.0]], stopped="screened out")
+    again.update(gpu_sharing_guard="on", gpu_shared_first_try=[{"when": "during a 2.0 s hold", "pids": {}}])
+    shared = attempt(1250, "full", [[1.0, 9.0]])
+    shared.update(gpu_sharing_guard="off: NVML unavailable", gpu_shared=[{"when": "during a 8.0 s hold", "pids": {}}])
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(a) + "\n" for a in (quiet, again, shared)))
+    leg, = evolve_stages.summarise(evolve_stages.read_legs(log), evolve_stages.read_attempts(tmp_path / "a.jsonl"))["legs"]
+    assert (leg["guard_on"], leg["gpu_quiet_s"], leg["waited_for_quiet"]) == (2, 12.5, 1)
+    assert (leg["judged_again"], leg["still_shared"]) == (1, 1)

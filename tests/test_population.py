@@ -56,3 +56,20 @@ def test_an_attempt_line_keeps_where_the_evaluation_time_went():
     assert line["stage_s"] == {"load": 8.0, "compile": 20.5, "screen": 3.1} and line["kernel_s"] == 0.61
     bare = attempt_record(cand, EvalResult(status="crashed"), None)
     assert bare["stage_s"] == {} and bare["kernel_s"] is None
+
+
+def test_an_attempt_line_keeps_the_shared_gpu_guards_record():
+    """A candidate timed on a shared GPU says so in attempts.jsonl (and why it did not commit)."""
+    from avo.candidate import Candidate, Technique
+    from avo.population import attempt_record
+    from avo.records import EvalResult
+
+    cand = Candidate(source="x = 1\n", parent=0, operator="heuristic", technique=Technique(name="BLOCK_N=64"))
+    result = EvalResult(status="ok", device="cuda", suite="avo")
+    shared = [{"when": "during a 2.0 s hold", "pids": {"77": {"sm": 90, "what": "python3 (parent 1)"}}}]
+    result.env.update(gpu_sharing_guard="on", gpu_shared=shared, gpu_shared_first_try=shared,
+                      gpu_quiet_waits=[{"s": 3.0, "pids": {}}])
+    line = attempt_record(cand, result, None)
+    assert line["gpu_sharing_guard"] == "on" and line["gpu_shared"] == line["gpu_shared_first_try"] == shared
+    assert line["gpu_quiet_waits"] == [{"s": 3.0, "pids": {}}]
+    assert attempt_record(cand, EvalResult(status="ok"), None)["gpu_shared"] == []
