@@ -9,7 +9,7 @@ hung kernel, an autotuner benchmarking in a compile call, another user's job. So
 judge asks NVML which processes had kernels running:
 
   before a hold   it waits until no process outside its own tree is busy on the GPU
-                  (judge_stages.py await_quiet_gpu; bounded, the wait is recorded);
+                  (judge_sharing.py await_quiet_gpu; bounded, the wait is recorded);
   after a hold    it records every outside process that was busy during the hold
                   (env.gpu_shared): the evaluator judges the candidate once more and
                   never commits or caches figures taken so;
@@ -76,20 +76,18 @@ class NvmlGpu:
             return [Sample(int(s.pid), int(s.timeStamp), int(s.smUtil)) for s in buf[:count.value]]
 
 
-def open_gpu(uuid: str | None = None, index: int | None = None) -> tuple[NvmlGpu | None, str]:
-    """(the GPU, "") or (None, why not). uuid: torch's device uuid (with or without "GPU-")."""
+def open_gpu(uuid: str) -> tuple[NvmlGpu | None, str]:
+    """(the GPU, "") or (None, why not). uuid: torch's device uuid (with or without "GPU-"):
+    NVML numbers GPUs its own way, not as CUDA_VISIBLE_DEVICES does."""
     try:
         lib = ctypes.CDLL("libnvidia-ml.so.1")
         if lib.nvmlInit_v2() != NVML_SUCCESS:
             return None, "nvmlInit failed"
         handle = ctypes.c_void_p()
-        if uuid:
-            key = uuid if uuid.startswith("GPU-") else "GPU-" + uuid
-            rc = lib.nvmlDeviceGetHandleByUUID(key.encode(), ctypes.byref(handle))
-        else:
-            rc = lib.nvmlDeviceGetHandleByIndex_v2(ctypes.c_uint(index or 0), ctypes.byref(handle))
+        key = uuid if uuid.startswith("GPU-") else "GPU-" + uuid
+        rc = lib.nvmlDeviceGetHandleByUUID(key.encode(), ctypes.byref(handle))
         if rc != NVML_SUCCESS:
-            return None, f"no NVML handle for GPU {uuid or index} (NVML error {rc})"
+            return None, f"no NVML handle for GPU {key} (NVML error {rc})"
         gpu = NvmlGpu(lib, handle)
         gpu.samples(int(time.time() * 1e6))  # per-process figures readable here (not on every vGPU/MIG)
         return gpu, ""
@@ -97,7 +95,7 @@ def open_gpu(uuid: str | None = None, index: int | None = None) -> tuple[NvmlGpu
         return None, f"NVML unavailable: {e}"[:200]
 
 
-def torch_uuid() -> str | None:
+def torch_uuid() -> str:
     """The uuid of the GPU this process's CUDA sees as device 0 (the judge sees only its own)."""
     import torch
 
@@ -157,28 +155,6 @@ class Watcher:
 
 
 # ----------------------------------------------------------------- whose work
-def descendants(root: int, proc: str = "/proc") -> set[int]:
-    """Every process below `root` (not root itself), from /proc's parent links."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir(proc):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{name}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-        except OSError:
-            continue  # gone meanwhile
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # after "(comm)": state, ppid
-        children.setdefault(ppid, []).append(int(name))
-    out, todo = set(), [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
-
-
 def busy(samples: list[Sample], since_us: int, until_us: int | None = None,
          only: set[int] | None = None, besides: set[int] = frozenset(), min_sm: int = BUSY_SM) -> dict[int, int]:
     """{pid: its highest SM %} of the processes busy (>= min_sm) in [since_us, until_us]:

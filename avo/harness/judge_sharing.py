@@ -18,9 +18,20 @@ import os
 import time
 from typing import Callable
 
-from avo.harness import gpu_activity
+from avo.harness import cores, gpu_activity
 from avo.harness.gpu_activity import COMPILE_BUSY_S, QUIET_MAX_S, QUIET_WINDOW_S, SETTLE_S, alive, busy, now_us
 from avo.harness.host import clock
+
+
+def holder(fd: int) -> int | None:
+    """Just after taking the lock: the pid of the judge that held it last (the file says),
+    and this judge's pid written in its place."""
+    try:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.pwrite(fd, f"{os.getpid():>12}\n".encode(), 0)
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and int(text) != os.getpid() else None
 
 
 class SharingGuard:
@@ -62,7 +73,7 @@ class SharingGuard:
     def own_pids(self) -> set[int]:
         """This judge and every process it started, alive now or seen alive before (a helper
         killed at the lock still has samples from just before)."""
-        self.own_seen |= gpu_activity.descendants(os.getpid())
+        self.own_seen |= cores.descendants(os.getpid())
         return self.own_seen
 
     def await_quiet_gpu(self, previous: int | None = None) -> None:
@@ -77,7 +88,7 @@ class SharingGuard:
             return
         t0, taken_us, seen = clock(), now_us(), {}
         since = taken_us - 1_000_000
-        before = ({previous} | gpu_activity.descendants(previous)) if previous else set()
+        before = ({previous} | cores.descendants(previous)) if previous else set()
         while True:
             mine = self.own_pids() | (before if since < taken_us + SETTLE_S * 1e6 else set())
             outside = {pid: sm for pid, sm in busy(self.gpu_watch.since(since), since,

@@ -2,8 +2,8 @@
 judge.py's per-call machinery for length: screen -> gate -> full -> recheck, the
 baseline cache and the baselines' own timing, the confirmation re-measure, the
 per-GPU lock (and the CPUs that go with it, avo/harness/cores.py), and the stage
-clock. The holds' shared-GPU guard is judge_sharing.py's. `Judge` (judge.py) mixes these in; they use its start / compile / check /
-time_all / time_shape / verified_batch.
+clock. The holds' shared-GPU guard is judge_sharing.py's. `Judge` (judge.py) mixes
+these in; they use its start / compile / check / time_all / time_shape / verified_batch.
 """
 from __future__ import annotations
 
@@ -18,21 +18,10 @@ from avo import cascade
 from avo.harness import calls, cores
 from avo.harness.calls import Verdict
 from avo.harness.host import Host, RunnerFailed, clock
-from avo.harness.judge_sharing import SharingGuard
+from avo.harness.judge_sharing import SharingGuard, holder
 from avo.records import ConfigTiming
 
 QUICK_CHECKS = 3  # check shapes in a quick check (and before the cascade's screen)
-
-
-def holder(fd: int) -> int | None:
-    """Just after taking the lock: the pid of the judge that held it last (the file says),
-    and this judge's pid written in its place."""
-    try:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.pwrite(fd, f"{os.getpid():>12}\n".encode(), 0)
-    except OSError:
-        return None
-    return int(text) if text.isdigit() and int(text) != os.getpid() else None
 
 
 class CascadeStages(SharingGuard):  # the shared-GPU guard is part of every hold

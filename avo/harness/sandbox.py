@@ -80,6 +80,7 @@ from pathlib import Path
 from typing import Sequence
 
 # the box side (what unshare runs): its Linux constants stay importable from here
+from avo.harness.cores import descendants
 from avo.harness.sandbox_prelude import (LINUX_CAPABILITY_VERSION_3, MNT_DETACH, MS_BIND, MS_NOATIME,  # noqa: F401
                                          MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY,
                                          MS_REC, MS_RELATIME, MS_REMOUNT, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL,
@@ -220,7 +221,7 @@ def kill_tree(proc: subprocess.Popen) -> None:
     every process of the box with it. Without one (private_pids=False, level "none") processes
     that left the group are found as descendants; one forked in the moment between the look
     and the kill escapes. Never raises for a process that is already gone."""
-    below = _descendants(proc.pid) if proc.returncode is None else set()
+    below = descendants(proc.pid) if proc.returncode is None else set()
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -235,22 +236,3 @@ def kill_tree(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
-
-
-def _descendants(root: int) -> set[int]:
-    """pids of every live process below `root`, from the parent links in /proc/*/stat."""
-    parent_of = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            except OSError:           # exited while we looked
-                continue
-            parent_of[int(entry)] = int(fields[1])
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {pid for pid, parent in parent_of.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-

@@ -5,9 +5,10 @@ at 100% and every other candidate's screen read 20-90 TFLOPS instead of 400-600,
 after the judge killed that runner.
 
   python benchmarks/probe_hang/probe.py OUT_DIR
-Part 1: a plain child process calls hang.py's attention once; the parent times a bf16
+The hung kernel is v4 with BLOCK_M=256, NUM_STAGES=1, WARP_SPECIALIZE=False (written to
+OUT_DIR/hang.py). Part 1: a plain child process calls its attention once; the parent times a bf16
 matmul before, during, and after SIGKILL of the child, and lists the GPU's compute apps.
-Part 2: the same through the harness (`avo bench hang.py`), whose compile watchdog kills
+Part 2: the same through the harness (`avo bench`), whose compile watchdog kills
 the runner after 120 s; the parent samples the same way during and after.
 """
 import json
@@ -19,8 +20,15 @@ import time
 
 import torch
 
+from avo.lineage import Lineage
+from avo.operators.heuristic import set_knobs
+from avo.problem import REPO_ROOT
+
 OUT = sys.argv[1]
-HERE = os.path.dirname(os.path.abspath(__file__))
+HANG = os.path.join(OUT, "hang.py")
+V4 = Lineage(REPO_ROOT / "kernel_src" / "attention" / "lineage" / "cuda").get(4)
+with open(HANG, "w") as f:
+    f.write(set_knobs(V4.source, {"BLOCK_M": 256, "NUM_STAGES": 1, "WARP_SPECIALIZE": False}))
 A = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
 rows = []
 
@@ -69,7 +77,7 @@ base = matmul_ms(30)
 print("idle matmul 4096^3 bf16 ms", base, flush=True)
 sample("idle", t0)
 # part 1
-child = subprocess.Popen([sys.executable, "-c", CHILD, os.path.join(HERE, "hang.py")], stdout=subprocess.PIPE,
+child = subprocess.Popen([sys.executable, "-c", CHILD, HANG], stdout=subprocess.PIPE,
                          text=True, start_new_session=True)
 deadline = time.time() + 90
 lines = []
@@ -95,7 +103,7 @@ for delay in (0.2, 1, 3, 6, 12):
     sample(f"after kill (+{delay})", t0)
 # part 2
 env = dict(os.environ)
-bench = subprocess.Popen([sys.executable, "-m", "avo.cli", "bench", os.path.join(HERE, "hang.py"), "--suite", "avo"],
+bench = subprocess.Popen([sys.executable, "-m", "avo.cli", "bench", HANG, "--suite", "avo"],
                          stdout=open(os.path.join(OUT, "bench_hang.txt"), "w"), stderr=subprocess.STDOUT,
                          env=env, start_new_session=True)
 while bench.poll() is None and time.time() - t0 < 400:

@@ -14,7 +14,8 @@ import pytest
 
 from avo.commit_rule import Rule, decide
 from avo.harness import gpu_activity, judge_sharing
-from avo.harness.gpu_activity import Sample, busy, descendants, now_us
+from avo.harness.cores import descendants
+from avo.harness.gpu_activity import Sample, busy, now_us
 from avo.harness.host import Host, RunnerFailed
 from avo.harness.judge_sharing import SharingGuard
 from avo.records import ConfigTiming, EvalResult
@@ -226,7 +227,7 @@ def test_the_previous_holder_busy_until_it_let_go_is_not_waited_for(fake):
 
 
 def test_the_lock_file_names_the_previous_holder(tmp_path):
-    from avo.harness.judge_stages import holder
+    from avo.harness.judge_sharing import holder
 
     fd = os.open(tmp_path / "gpu0.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
