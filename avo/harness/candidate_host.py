@@ -12,7 +12,10 @@ RMSNorm: `rmsnorm(x, w, eps=)`) and copies the returned tensor into the judge's
 output buffer; after the batch it synchronizes and says `done`. A compile helper
 (another runner of the same candidate, in the same work directory) gets `warm`
 messages instead: calls on inputs of its own, so that the kernels compile into the
-candidate's Triton cache while the main runner compiles others. ENTRY is the
+candidate's Triton cache while the main runner compiles others. On a GPU the
+compile stage's calls come as `compile` messages, and a helper's calls are made the
+same way: kernels compile and load but none launches (compile_only.py), so they
+stay off a GPU another judge is timing on. ENTRY is the
 function's name; `trusted:NAME` is the judge's own baseline code (a library
 call), which runs without the profiler and with the numpy bridges open:
 anything else is watched. It never learns whether a call is checked or timed
@@ -38,6 +41,7 @@ cannot be removed from Python).
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import queue
@@ -49,7 +53,7 @@ import traceback
 from collections import Counter
 
 from avo.harness import arena as arena_mod
-from avo.harness import wire
+from avo.harness import compile_only, wire
 
 THIS_FILE = os.path.abspath(__file__)
 TRUSTED = "trusted:"  # avo.harness.layout.TRUSTED: an entry prefix only the judge writes
@@ -260,6 +264,7 @@ def main() -> int:
             import triton.experimental.gluon  # noqa: F401 - Hopper kernels import it (~1 s)
         except ImportError:
             pass
+        compile_only.install()  # the compile stage's and the helpers' calls launch nothing (compile_only.py)
     # the baselines (trusted PyTorch code) run unwatched: the profiler's per-API-call cost
     # would tax cuDNN's many runtime calls and flatter every candidate's ratio. On a GPU the
     # watch (CUPTI's start-up: seconds) starts before the candidate exists; it sees kernels
@@ -291,7 +296,7 @@ def main() -> int:
             message, fds = recv(sock, with_fds=True)
         except wire.WireError:
             return 0
-        if message.get("op") in ("batch", "warm"):
+        if message.get("op") in ("batch", "compile", "warm"):
             work.put((message["op"], message["calls"]))
             send(sock, {**_plain(results.get()), "violations": list(violations)})
         elif message.get("op") == "arena":  # the timed calls' arena, once the judge holds the GPU (judge.py)
@@ -333,8 +338,12 @@ def serve_calls(path: str, entry: str, shared, device: str, work, results) -> No
             shared = calls
             results.put({"mapped": shared.nbytes})
             continue
-        results.put(_run_batch(fn, entry, shared, calls, device, torch) if op == "batch"
-                    else _warm(fn, calls, device, torch))
+        if op == "batch":
+            results.put(_run_batch(fn, entry, shared, calls, device, torch))
+        elif op == "compile":
+            results.put(_compile(fn, entry, shared, calls, device, torch))
+        else:
+            results.put(_warm(fn, calls, device, torch))
 
 
 def _load(path: str, entry: str):
@@ -372,16 +381,39 @@ def _run_batch(fn, entry: str, shared, calls: list, device: str, torch) -> dict:
     return {"done": len(calls)}
 
 
+def _compile(fn, entry: str, shared, calls: list, device: str, torch) -> dict:
+    """The compile stage's calls on a GPU (judge.py, Judge.compile): each on the judge's
+    buffers with kernel launches held back (compile_only.py), so its kernels compile and load
+    while another candidate is timed, without running beside it. The output is not written:
+    there is none to look at."""
+    if device != "cuda":
+        return _run_batch(fn, entry, shared, calls, device, torch)
+    for i, call in enumerate(calls):
+        inputs = [shared.view(*_spec(spec, torch)) for spec in call["inputs"]]
+        try:
+            with compile_only.compile_only():
+                result = fn(*inputs, **call["args"])
+            if not isinstance(result, torch.Tensor):
+                return {"error": f"{entry} returned {type(result).__name__}, not a Tensor", "call": i,
+                        "kind": "incorrect"}
+        except BaseException as e:  # noqa: BLE001 - reported to the judge as data
+            return {"error": _describe(e), "call": i, "kind": "crashed"}
+    torch.cuda.synchronize()
+    return {"done": len(calls)}
+
+
 def _warm(fn, calls: list, device: str, torch) -> dict:
     """A compile helper's work (judge.py, Judge.start_helpers): each call on inputs of its own,
-    only so that its kernels compile into the candidate's Triton cache; nothing it returns is
-    looked at, and the helper is killed before any check or timing starts."""
+    only so that its kernels compile into the candidate's Triton cache (on a GPU with launches
+    held back, compile_only.py); nothing it returns is looked at, and the helper is killed
+    before any check or timing starts."""
     warmed = failed = 0
     for call in calls:
         try:
             inputs = [torch.randn(tuple(int(s) for s in dims), device=device).to(getattr(torch, dtype))
                       for dims, dtype in call["inputs"]]
-            fn(*inputs, **call["args"])
+            with compile_only.compile_only() if device == "cuda" else contextlib.nullcontext():
+                fn(*inputs, **call["args"])
             warmed += 1
         except BaseException:  # noqa: BLE001 - the verified call on the main runner reports it
             failed += 1

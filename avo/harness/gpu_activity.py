@@ -13,9 +13,10 @@ judge asks NVML which processes had kernels running:
   after a hold    it records every outside process that was busy during the hold
                   (env.gpu_shared): the evaluator judges the candidate once more and
                   never commits or caches figures taken so;
-  compiling       its own runner and helpers may not keep the GPU busy for long
-                  (a compile call's kernels are one small call each): a runner tree
-                  busy for COMPILE_BUSY_S in a row is killed as hung.
+  hanging         its own runner and helpers may not keep the GPU busy for long in a
+                  compile call (which launches nothing) or a shape's first batch (a few
+                  small calls): a runner tree busy for COMPILE_BUSY_S in a row is killed
+                  as hung.
 
 NVML is read through ctypes from the driver's libnvidia-ml.so.1 (no Python package).
 Its samples carry the host's wall clock in microseconds and the pid as this PID
@@ -31,7 +32,7 @@ import time
 from dataclasses import dataclass
 
 BUSY_SM = 20  # % of a sample period with a kernel of the process on the SMs: above this it ran work
-COMPILE_BUSY_S = 15.0  # a compile call whose own processes keep the GPU this busy this long is hung
+COMPILE_BUSY_S = 15.0  # a compile call or first batch whose own processes keep the GPU this busy this long is hung
 QUIET_WINDOW_S = 1.0  # the GPU is quiet when no live outside process was busy in this window ...
 QUIET_MAX_S = 150.0  # ... waited for at most this long (a hung kernel's judge kills it at 120 s)
 SETTLE_S = 0.2  # a sample may cover the moments before the lock changed hands: ignored after it

@@ -31,7 +31,7 @@ WATCH_EVERY_S = 1.0
 
 
 class Host:
-    watch = None  # () -> str: why the runner is hung, "" while it is not (set around compile calls)
+    watch = None  # () -> str: why the runner is hung, "" while it is not (judge_sharing.py, hang_watch)
 
     def __init__(self, path: Path, device: str, workdir: Path, log, entry: str = "attention",
                  env: dict | None = None):
@@ -63,12 +63,13 @@ class Host:
     def wait_ready(self, timeout_s: float) -> dict:
         return self.receive(timeout_s, "load")
 
-    def start_batch(self, calls: list[dict]) -> None:
-        wire.send(self.sock, {"op": "batch", "calls": calls})
+    def start_batch(self, calls: list[dict], op: str = "batch") -> None:
+        """op "batch": run the calls; "compile": compile their kernels, launch nothing."""
+        wire.send(self.sock, {"op": op, "calls": calls})
 
     def receive(self, timeout_s: float, what: str) -> dict:
         """The runner's next message, or RunnerFailed (timeout / crash / garbage). While
-        `watch` is set (the compile stage's, judge_sharing.py) it is asked every WATCH_EVERY_S
+        `watch` is set (judge_sharing.py, hang_watch) it is asked every WATCH_EVERY_S
         whether the runner is hung: a reason ends the wait as the watchdog would."""
         deadline = time.monotonic() + timeout_s
         while True:

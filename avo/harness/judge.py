@@ -19,7 +19,9 @@ judge_stages.py, whose GPU lock the checking and timing stages hold):
   load       the candidate's runner (started before the job) imports the file
   compile    one call per compile shape (the smallest shapes that compile as the timed
              and checked ones do), under a compile watchdog, outside the GPU lock;
-             compile helpers run the same shapes ahead and are killed at the lock
+             compile helpers run the same shapes ahead and are killed at the lock.
+             On a GPU these calls compile and load the kernels but launch none
+             (compile_only.py): nothing of theirs runs beside another judge's timing
   check      every check shape (only the first QUICK_CHECKS before a screen),
              several seeds, every element compared
   screen     (cascade) a few suite configurations, timed as below; the candidate
@@ -221,21 +223,22 @@ class Judge(CascadeStages):
 
     def compile(self, host: Host, todo: list) -> None:
         """One call of each shape in `todo`, under the compile watchdog, outside the GPU lock.
-        On a GPU every call is verified on sampled rows only: a whole fp32 reference of the
-        larger ones is GPU work beside another candidate's timing (the check stage compares
-        every element, under the lock)."""
+        On a GPU the calls launch nothing (compile_only.py) and nothing is verified: any GPU
+        work here runs beside another candidate's timing (the check stage runs and compares
+        every check shape, under the lock). The interpreter's calls run and are verified."""
+        launch = self.device != "cuda"
         t0 = clock()
         wrong = None  # a variant that runs but is wrong: reported after every variant has compiled
         seconds = self.result.env.setdefault("compile_calls", [])  # per shape: where the compile stage goes
         watching = host is not None and self.gpu_watch is not None
         if watching:  # a runner (or helper) hung on the GPU ends sooner than the compile watchdog
-            host.watch = self.compile_watch()
+            host.watch = self.hang_watch("a compile call")
         try:
             for shape in todo:
                 try:
                     t1 = clock()
-                    self.verified_batch(host, shape, 1, "compile", full=self.device != "cuda", vary=False,
-                                        timeout_s=COMPILE_TIMEOUT_S[self.device])
+                    self.verified_batch(host, shape, 1, "compile", full=True, vary=False,
+                                        timeout_s=COMPILE_TIMEOUT_S[self.device], launch=launch)
                     seconds.append([shape.name, round(clock() - t1, 3)])
                 except Verdict as v:
                     if v.status != "incorrect":
@@ -350,20 +353,33 @@ class Judge(CascadeStages):
     # ---------------------------------------------------------- one batch
     def verified_batch(self, host: Host, shape, n: int, phase: str, full: bool, vary: bool,
                        rng: random.Random | None = None, timeout_s: float | None = None,
-                       reuse: list | None = None) -> float:
-        """Stage, run and verify n calls of `shape`; returns the batch's seconds by this clock."""
+                       reuse: list | None = None, launch: bool = True) -> float:
+        """Stage, run and verify n calls of `shape`; returns the batch's seconds by this clock.
+        launch=False (the compile stage on a GPU): the runner compiles and launches nothing,
+        and there is nothing to verify. A shape's first batch on a GPU (its watchdog is the
+        compile bound) is also watched for a hung kernel (judge_sharing.py, hang_watch)."""
         batch = self.last_batch = calls.plan(shape, n, rng or self.rng, phase, full, vary, reuse)
         calls.stage(batch, self.arena, self.problem, self.device)
         host_messages = batch.messages()
+        first = False
         if timeout_s is None:  # a shape's first batch may compile (or autotune): the compile bound
             est = self.last_call_s.get((host.tag, shape.name))
-            timeout_s = COMPILE_TIMEOUT_S[self.device] if est is None else \
+            first = est is None
+            timeout_s = COMPILE_TIMEOUT_S[self.device] if first else \
                 max(WATCHDOG_FLOOR_S[self.device], WATCHDOG_FACTOR * n * est)
+        watch_here = first and host.watch is None
+        if watch_here:  # a kernel that hangs on its first launch ends in seconds, not at the bound
+            host.watch = self.hang_watch()
         t0 = clock()
-        calls.late_bind(batch, self.arena, self.device)
-        host.start_batch(host_messages)
-        reply = host.receive(timeout_s, f"{shape.name} ({phase})")
-        calls.take_snapshot(batch, self.arena, self.device)
+        try:
+            calls.late_bind(batch, self.arena, self.device)
+            host.start_batch(host_messages, op="batch" if launch else "compile")
+            reply = host.receive(timeout_s, f"{shape.name} ({phase})")
+        finally:
+            if watch_here:
+                host.watch = None
+        if launch:
+            calls.take_snapshot(batch, self.arena, self.device)
         seconds = clock() - t0
         self.check_violations(reply)
         if "error" in reply:
@@ -377,8 +393,10 @@ class Judge(CascadeStages):
             raise Verdict(kind, f"{shape.name} ({phase}): {message}")
         if reply.get("done") != n:
             raise Verdict("crashed", f"{shape.name} ({phase}): the runner answered {str(reply)[:120]}")
-        calls.verify(batch, self.arena, self.problem, self.device, self.record)
         self.io_elements += n * calls.call_elements(shape, self.problem)
+        if not launch:  # compiled, not run: no output, and no run time to size a watchdog on
+            return seconds
+        calls.verify(batch, self.arena, self.problem, self.device, self.record)
         self.last_call_s[(host.tag, shape.name)] = seconds / n
         return seconds
 

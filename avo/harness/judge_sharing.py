@@ -6,8 +6,9 @@ says why and how NVML is read). CascadeStages (judge_stages.py), so `Judge`, has
                                      process outside this judge's tree is busy on it
   note_shared_hold                   on letting it go: record the outside processes
                                      busy during the hold in env.gpu_shared
-  compile_watch                      the compile stage's: this judge's own processes
-                                     busy on the GPU COMPILE_BUSY_S in a row are hung
+  hang_watch                         a compile call's, or a shape's first batch: this
+                                     judge's own processes busy on the GPU COMPILE_BUSY_S
+                                     in a row are hung
 
 What follows from env.gpu_shared (the evaluator judges once more; the figures are never
 committed or cached) is the evaluator's and the commit rule's.
@@ -124,10 +125,12 @@ class SharingGuard:
                 {"when": f"during a {(until - self.hold_since_us) / 1e6:.1f} s hold",
                  "pids": self.who(outside)})
 
-    def compile_watch(self) -> Callable[[], str] | None:
-        """For Host.receive while a compile call runs: '' while fine, else why the runner is
-        hung: this judge's processes (runner, helpers) busy on the GPU for COMPILE_BUSY_S
-        in a row. A compile call is one small call per shape: its kernels take milliseconds."""
+    def hang_watch(self, what: str = "a first batch") -> Callable[[], str] | None:
+        """For Host.receive while a compile call or a shape's first batch runs (what the
+        watchdog gives the compile bound, 120 s): '' while fine, else why the runner is hung:
+        this judge's processes (runner, helpers) busy on the GPU for COMPILE_BUSY_S in a row.
+        A compile call launches nothing (compile_only.py); a first batch is at most a few
+        calls of one shape, milliseconds each, plus any autotuning."""
         if not self.gpu_watch:
             return None
         state = {"checked_us": now_us(), "busy_since": None}
@@ -143,5 +146,5 @@ class SharingGuard:
             state["busy_since"] = state["busy_since"] or time.monotonic()
             held = time.monotonic() - state["busy_since"]
             return "" if held < COMPILE_BUSY_S else \
-                f"its processes kept the GPU busy for {held:.0f} s in a compile call (a hung kernel)"
+                f"its processes kept the GPU busy for {held:.0f} s in {what} (a hung kernel)"
         return watch

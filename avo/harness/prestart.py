@@ -14,19 +14,22 @@ Compile helpers are more runners of the same candidate, in the same work directo
 (so the same Triton cache). While the main runner makes the compile stage's
 verified calls one by one, the helpers call the same shapes, later ones first, on
 inputs of their own, so most of the main runner's calls find their kernels
-compiled; they go on with the shapes the cascade compiles past its gate. They see
+compiled; they go on with the shapes the cascade compiles past its gate. On a GPU their
+calls, like the compile stage's, compile and load kernels but launch none
+(compile_only.py), and so does the problem's warm-up here. They see
 a scratch arena, never the judge's buffers, and they are killed the moment the
 judge takes the GPU lock: no helper runs while anything is checked or timed.
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import select
 import socket
 import time
 from pathlib import Path
 
-from avo.harness import arena as arena_mod, calls, wire
+from avo.harness import arena as arena_mod, calls, compile_only, wire
 from avo.harness.host import Host
 from avo.harness.layout import layout
 
@@ -50,7 +53,10 @@ class Prestarted:
         self.problem = load_problem(Path(problem_path))
         warm_up = getattr(self.problem, "warm_up", None)  # what expected() will need (optional)
         if callable(warm_up):
-            warm_up(device)
+            # compiled and loaded, not run: a spare starts while another judge times on this GPU
+            with compile_only.compile_only() if device == "cuda" and compile_only.install() \
+                    else contextlib.nullcontext():
+                warm_up(device)
         self.entry = calls.entry(self.problem)
         self.path = workdir / "candidate.py"
         self.log = open(workdir / "runner.log", "ab")

@@ -116,12 +116,12 @@ def stub_judge(device, screen=()):
 
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
 def test_on_a_gpu_every_check_and_timed_shape_is_compiled_before_the_lock(device):
-    """The compile stage (outside the GPU lock) calls each check shape itself on a GPU, and
+    """The compile stage (outside the GPU lock) compiles each check shape itself on a GPU, and
     the compile shapes of the suite and this run's held-out draws, so that the checking and
     timing stages compile nothing while they hold the GPU; on the interpreter (nothing
     compiles) the problem's variants of the check and suite shapes are enough."""
     judge, called = stub_judge(device), []
-    judge.verified_batch = lambda host, shape, n, phase, **kw: called.append((shape, phase, n, kw["full"]))
+    judge.verified_batch = lambda host, shape, n, phase, **kw: called.append((shape, phase, n, kw["launch"]))
     judge.compile(None, judge.compile_plan())
     shapes = [c[0] for c in called]
     assert all(phase == "compile" and n == 1 for _, phase, n, _ in called)
@@ -131,10 +131,10 @@ def test_on_a_gpu_every_check_and_timed_shape_is_compiled_before_the_lock(device
         assert set(checks) <= set(shapes)
         held_out = judge.held_out_shapes()
         assert held_out and set(problem.compile_shapes(problem.SUITES["avo"] + held_out)) <= set(shapes)
-        # outside the lock every call is verified on sampled rows; every element later, under it
-        assert not any(full for *_, full in called)
-    else:
-        assert shapes == variants and all(full for *_, full in called)
+        # outside the lock nothing launches (compile_only.py): every check shape runs, under it
+        assert not any(launch for *_, launch in called)
+    else:  # the interpreter runs (and the judge verifies) every call
+        assert shapes == variants and all(launch for *_, launch in called)
         assert judge.compile_plan("rest") == []
     assert judge.result.compile_stats["compile_s"] >= 0
 

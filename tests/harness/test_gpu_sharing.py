@@ -160,12 +160,12 @@ def test_own_work_and_the_previous_holders_tail_are_not_sharing(fake):
         mine.wait()
 
 
-def test_the_compile_watch_names_a_runner_busy_on_the_gpu_too_long(fake, monkeypatch):
+def test_the_hang_watch_names_a_runner_busy_on_the_gpu_too_long(fake, monkeypatch):
     monkeypatch.setattr(judge_sharing, "COMPILE_BUSY_S", 0.6)
     runner = subprocess.Popen(["sleep", "30"])
     try:
         judge = Guarded(fake)
-        watch = judge.compile_watch()
+        watch = judge.hang_watch()
         t = now_us()
         fake.busy = {runner.pid: (t, t + 10_000_000, 100)}
         reasons = []
@@ -174,7 +174,7 @@ def test_the_compile_watch_names_a_runner_busy_on_the_gpu_too_long(fake, monkeyp
             reasons.append(watch())
         assert reasons[0] == "" and "kept the GPU busy" in reasons[-1]
         # short bursts (a compile call's kernels) never add up: each quiet check starts over
-        watch = judge.compile_watch()
+        watch = judge.hang_watch()
         fake.busy = {}
         for i in range(12):
             time.sleep(0.1)
