@@ -217,6 +217,8 @@ def attempt_record(candidate, result, decision, measured: dict | None = None) ->
         "gpu_quiet_waits": result.env.get("gpu_quiet_waits") or [],
         "gpu_shared": result.env.get("gpu_shared") or [],
         "gpu_shared_first_try": result.env.get("gpu_shared_first_try") or [],
+        # its own processes busy on the GPU outside its holds, by stage: what ran beside others' timing
+        "gpu_busy_unlocked": result.env.get("gpu_busy_unlocked") or [],
         **model_cost(candidate.meta),
     }
 

@@ -19,6 +19,7 @@ import argparse
 import json
 import re
 import statistics
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -70,7 +71,10 @@ def guard(attempts: list[dict]) -> dict:
             "gpu_quiet_s": round(sum((a.get("stage_s") or {}).get("gpu_quiet", 0.0) for a in attempts), 2),
             "waited_for_quiet": sum(bool(a.get("gpu_quiet_waits")) for a in attempts),
             "judged_again": sum(bool(a.get("gpu_shared_first_try")) for a in attempts),
-            "still_shared": sum(bool(a.get("gpu_shared")) for a in attempts)}
+            "still_shared": sum(bool(a.get("gpu_shared")) for a in attempts),
+            # candidates whose own processes were busy on the GPU outside their holds, by stage
+            "busy_unlocked_by_stage": dict(Counter(row["stage"] for a in attempts
+                                                   for row in {r["stage"]: r for r in a.get("gpu_busy_unlocked") or []}.values()))}
 
 
 def summarise(legs: list[dict], attempts: list[dict]) -> dict:
@@ -131,7 +135,8 @@ def main() -> None:
               f"{leg['screened_out']} stopped at the screen (median lock {leg['median_lock_s_screened_out']} s), "
               f"{leg['full_suite']} full suite (median lock {leg['median_lock_s_full']} s); shared-GPU guard on for "
               f"{leg['guard_on']}, {leg['gpu_quiet_s']} s waiting for a quiet GPU ({leg['waited_for_quiet']} "
-              f"candidates), {leg['judged_again']} judged again after a shared hold, {leg['still_shared']} still shared")
+              f"candidates), {leg['judged_again']} judged again after a shared hold, {leg['still_shared']} still shared; "
+              f"own GPU work outside the lock (candidates, by stage): {leg['busy_unlocked_by_stage'] or 'none seen'}")
     print(f"all legs: {s['evaluated']} evaluated in {s['minutes']} min on {s['gpu_minutes']} GPU-minutes: "
           f"{s['per_gpu_minute']} per GPU-minute")
     if args.json:

@@ -6,6 +6,9 @@ says why and how NVML is read). CascadeStages (judge_stages.py), so `Judge`, has
                                      process outside this judge's tree is busy on it
   note_shared_hold                   on letting it go: record the outside processes
                                      busy during the hold in env.gpu_shared
+  note_unlocked_work (at the end)    this judge's own processes busy on the GPU outside its
+                                     holds, by stage, in env.gpu_busy_unlocked: work that
+                                     runs beside other judges' timing, named at its source
   hang_watch                         a compile call's, or a shape's first batch: this
                                      judge's own processes busy on the GPU COMPILE_BUSY_S
                                      in a row are hung
@@ -42,7 +45,9 @@ class SharingGuard:
         """On a GPU: start sampling; env.gpu_sharing_guard says whether it is on, or why not."""
         self.own_seen: set[int] = {os.getpid()}
         self.named: dict[int, str] = {}  # pid -> what it was, looked up when first busy
-        self.hold_since_us = now_us()
+        self.hold_since_us = self.opened_us = now_us()
+        self.holds_us: list[tuple[int, int]] = []  # this judge's holds, by NVML's clock
+        self.stage_marks: list[tuple[int, str]] = []  # (when, stage) as each stage began
         if self.device != "cuda":
             return
         try:
@@ -65,8 +70,13 @@ class SharingGuard:
     def who(self, pids) -> dict[str, dict]:
         return {str(p): {"sm": sm, "what": self.named.get(p) or gpu_activity.describe(p)} for p, sm in pids.items()}
 
+    def mark_stage(self, name: str) -> None:
+        if self.gpu_watch:
+            self.stage_marks.append((now_us(), name))
+
     def close_gpu_watch(self) -> None:
         if self.gpu_watch:
+            self.note_unlocked_work()
             self.gpu_watch.stop()
             if self.gpu_watch.error:
                 self.result.env["gpu_sharing_guard"] = f"on, with a read error: {self.gpu_watch.error}"
@@ -113,12 +123,32 @@ class SharingGuard:
                 {"s": round(waited, 2), "pids": self.who(seen)})
         self.hold_since_us = now_us()
 
+    def note_unlocked_work(self) -> None:
+        """At the judge's end: samples of its own processes busy on the GPU outside its holds
+        (SETTLE_S after each counts as inside it), grouped by process and by the stage the judge
+        was in, into env.gpu_busy_unlocked. That work ran beside whatever another judge timed."""
+        own = self.own_pids()
+        settle = int(SETTLE_S * 1e6)
+        found: dict[tuple[int, str], list[int]] = {}
+        for sample in self.gpu_watch.since(self.opened_us):
+            if sample.pid not in own or sample.sm < gpu_activity.BUSY_SM:
+                continue
+            if any(a <= sample.time_us <= b + settle for a, b in self.holds_us):
+                continue
+            stage = next((name for t, name in reversed(self.stage_marks) if t <= sample.time_us), "start")
+            found.setdefault((sample.pid, stage), []).append(sample.sm)
+        if found:
+            self.result.env["gpu_busy_unlocked"] = [
+                {"pid": pid, "what": "judge" if pid == os.getpid() else self.named.get(pid, ""), "stage": stage,
+                 "sm": max(sms), "samples": len(sms)} for (pid, stage), sms in list(found.items())[:20]]
+
     def note_shared_hold(self) -> None:
         """Letting the lock go: every outside process busy on the GPU during this hold (from
         SETTLE_S into it), alive or not."""
         if not self.gpu_watch:
             return
         since, until = self.hold_since_us + int(SETTLE_S * 1e6), now_us()
+        self.holds_us.append((self.hold_since_us, until))
         outside = busy(self.gpu_watch.since(since), since, until, besides=self.own_pids())
         if outside:
             self.result.env.setdefault("gpu_shared", []).append(

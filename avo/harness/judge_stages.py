@@ -177,6 +177,7 @@ class CascadeStages(SharingGuard):  # the shared-GPU guard is part of every hold
     @contextmanager
     def stage(self, name: str):
         t0 = clock()
+        self.mark_stage(name)  # the shared-GPU guard attributes GPU work outside the lock to it
         try:
             yield
         finally:

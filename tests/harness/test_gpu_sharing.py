@@ -42,6 +42,7 @@ class Guarded(SharingGuard):
     def __init__(self, fake: FakeNvml):
         self.device, self.result, self.stage_s = "cuda", EvalResult(status="ok"), {}
         self.own_seen, self.named, self.hold_since_us = {os.getpid()}, {}, now_us()
+        self.opened_us, self.holds_us, self.stage_marks = self.hold_since_us, [], []
         self.gpu_watch = gpu_activity.Watcher(fake, every_s=0.05)
         self.gpu_watch.on_new_pids = self.first_seen
         self.gpu_watch.start()
@@ -255,3 +256,38 @@ def test_a_process_of_its_own_started_and_gone_within_a_hold_is_its_own(fake):
     judge.note_shared_hold()
     assert "gpu_shared" not in judge.result.env
     assert judge.named[runner.pid] == f"sleep (parent {os.getpid()})"
+
+
+def test_own_work_outside_the_holds_is_named_by_stage_and_work_inside_them_is_not(fake):
+    """What a judge's own processes ran on the GPU while it did not hold it: the work that
+    shares other judges' holds, attributed where it comes from (here: its compile stage)."""
+    judge = Guarded(fake)
+    runner = subprocess.Popen(["sleep", "30"])
+    try:
+        judge.own_pids()
+        judge.first_seen({runner.pid})
+        judge.mark_stage("compile")
+        t = now_us()
+        fake.busy = {runner.pid: (t, t + 300_000, 80)}  # busy in the compile stage, no hold
+        time.sleep(0.4)
+        judge.mark_stage("check")
+        judge.await_quiet_gpu()  # a hold: its own busy samples in it are not unlocked work
+        t = now_us()
+        fake.busy[os.getpid()] = (t, t + 300_000, 90)
+        time.sleep(0.4)
+        judge.note_shared_hold()
+        judge.note_unlocked_work()
+        rows = judge.result.env["gpu_busy_unlocked"]
+        assert [(r["pid"], r["stage"], r["sm"]) for r in rows] == [(runner.pid, "compile", 80)], rows
+        assert rows[0]["samples"] >= 2
+    finally:
+        runner.kill()
+        runner.wait()
+        judge.gpu_watch.stop()
+
+
+def test_no_unlocked_work_leaves_no_record(fake):
+    judge = Guarded(fake)
+    judge.note_unlocked_work()
+    judge.gpu_watch.stop()
+    assert "gpu_busy_unlocked" not in judge.result.env
