@@ -103,7 +103,10 @@ class Evaluator:
         gpu = gpu_pool.gpu_of(slot)
         kw["gpu"], kw["compile_helpers"] = gpu, self.cfg.compile_helpers
         if not self.cascading or self.cfg.quick or overrides.get("quick") or overrides.get("configs"):
-            return evaluate(source, **{**kw, **overrides})
+            # no cascade (an agent's check or bench, or the cascade off), but the GPU's lock all the
+            # same: without it this judge would check and time beside the run's other judges
+            lock_only = Stages(gpu_lock=str(gpu_pool.timing_lock(gpu)), **cpus_for(gpu))
+            return evaluate(source, **{**kw, **overrides, "stages": lock_only})
         key, kw = self.key(gpu), {**kw, **overrides}
         with self._guard:
             warm_up = self._gpu_locks.setdefault(key, threading.Lock())

@@ -215,16 +215,17 @@ def test_concurrent_first_judges_on_one_gpu_time_the_baselines_once(tmp_path):
     assert sum(1 for c in fake.calls if c["stages"].baselines == {}) == 1
 
 
-def test_without_the_cascade_or_on_a_cpu_the_judge_gets_no_stages(tmp_path):
+def test_without_the_cascade_a_gpu_judge_gets_the_lock_only_and_on_a_cpu_no_stages(tmp_path):
     fake = FakeJudge()
     make(tmp_path, cascade=False).judge("k", "0", BEST, fake)
-    assert fake.calls[-1]["stages"] is None and fake.calls[-1]["gpu"] == 0
+    stages = fake.calls[-1]["stages"]
+    assert stages.gpu_lock and stages.screen == () and stages.confirm_source is None and fake.calls[-1]["gpu"] == 0
     cpu = Evaluator(HarnessConfig(), device="cpu", suite="cpu", suite_configs=SUITE,
                     problem_path=Path("kernel_src/attention/problem.py"), floor=0.05)
     cpu.judge("k", "cpu0", BEST, fake)
     assert fake.calls[-1]["stages"] is None and fake.calls[-1]["gpu"] is None
     make(tmp_path).judge("k", "0", BEST, fake, quick=True)  # the agent's quick check: no cascade
-    assert fake.calls[-1]["stages"] is None and fake.calls[-1]["quick"] is True
+    assert fake.calls[-1]["stages"].gate_tflops is None and fake.calls[-1]["quick"] is True
 
 
 def test_the_yardstick_is_the_best_version_on_the_gpu_model_the_run_measures_on(tmp_path):
@@ -312,3 +313,17 @@ def test_figures_from_a_shared_gpu_are_never_cached(tmp_path):
     first = ev.judge("k2", "1", BEST, fake)
     assert first.env["yardstick_measured"]["status"] == "shared"
     assert ev._needs_measuring(ev.key(1), BEST)
+
+
+def test_an_agents_check_and_bench_take_the_gpus_lock_without_the_cascade(tmp_path):
+    """quick=True (an agent's check) and configs= (its bench) skip the cascade, not the GPU lock:
+    without it they would check and time beside the run's other judges on that GPU."""
+    ev, fake = make(tmp_path), FakeJudge()
+    ev.judge("k1", "0", BEST, fake)
+    ev.judge("k2", "0#2", BEST, fake, quick=True)
+    ev.judge("k3", "0#3", BEST, fake, configs=SUITE[:1])
+    cascaded = [c for c in fake.calls if c["source"] == "k1"][0]["stages"]
+    for source in ("k2", "k3"):
+        stages = [c for c in fake.calls if c["source"] == source][0]["stages"]
+        assert stages.gpu_lock == cascaded.gpu_lock and stages.gpu_lock
+        assert stages.screen == () and stages.gate_tflops is None and stages.confirm_source is None
