@@ -50,6 +50,12 @@ def read_attempts(path: Path) -> list[dict]:
     return out
 
 
+def harness_killed(rec: dict) -> bool:
+    """A record with no verdict on the candidate: its judge was killed or died (the run's stop
+    gone wrong, a crash of the harness). Not an evaluation: counted apart."""
+    return rec.get("status") == "crashed" and str(rec.get("message", "")).startswith("the judge ")
+
+
 def lock_s(rec: dict) -> float:
     return sum(b - a for a, b in rec.get("gpu_held") or [])
 
@@ -81,6 +87,8 @@ def summarise(legs: list[dict], attempts: list[dict]) -> dict:
     per_leg, everyone = [], []
     for i, leg in enumerate(legs):
         mine = [a for a in attempts if leg["start"] <= a["epoch"] <= leg["end"]]
+        killed = [a for a in mine if harness_killed(a)]
+        mine = [a for a in mine if not harness_killed(a)]
         minutes = (leg["end"] - leg["start"]) / 60
         screened = [lock_s(a) for a in mine if a.get("stage") == "screen" and a.get("stopped")]
         full = [lock_s(a) for a in mine if a.get("stage") == "full"]
@@ -95,6 +103,7 @@ def summarise(legs: list[dict], attempts: list[dict]) -> dict:
                         "first_result_s": round(times[0] - leg["start"], 1) if times else None,
                         "warm_per_gpu_minute": round(warm, 3) if warm else None,
                         "in_flight_per_gpu": round(flight / leg["gpus"], 2) if flight else None,
+                        "judge_killed_not_counted": len(killed),
                         "committed": sum(bool(a.get("committed")) for a in mine),
                         "screened_out": len(screened), "full_suite": len(full),
                         "median_lock_s_screened_out": round(statistics.median(screened), 2) if screened else None,
@@ -129,6 +138,7 @@ def main() -> None:
               f" {commit:6} {r['wall_s'] or 0:7.1f} {r['lock_s']:7.1f} {r['kernel_s'] or 0:8.2f}  {stages}")
     for leg in s["legs"]:
         print(f"leg {leg['leg']}: {leg['gpus']} GPU(s), {leg['minutes']} min: {leg['evaluated']} evaluated "
+              f"(+{leg['judge_killed_not_counted']} whose judge was killed, not counted) "
               f"({leg['per_minute']} per minute, {leg['per_gpu_minute']} per GPU-minute; first result after "
               f"{leg['first_result_s']} s, then {leg['warm_per_gpu_minute']} per GPU-minute with "
               f"{leg['in_flight_per_gpu']} in flight per GPU), {leg['committed']} committed; "

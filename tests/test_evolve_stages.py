@@ -61,3 +61,17 @@ def test_the_shared_gpu_guards_record_is_summed_per_leg(tmp_path):
     leg, = evolve_stages.summarise(evolve_stages.read_legs(log), evolve_stages.read_attempts(tmp_path / "a.jsonl"))["legs"]
     assert (leg["guard_on"], leg["gpu_quiet_s"], leg["waited_for_quiet"]) == (2, 12.5, 1)
     assert (leg["judged_again"], leg["still_shared"]) == (1, 1)
+
+
+def test_a_record_whose_judge_was_killed_is_not_an_evaluation(tmp_path):
+    """A stop gone wrong kills judges and records their candidates as crashed: no verdict, so
+    not counted as evaluated (said apart); a candidate's own crash still counts."""
+    log = tmp_path / "legs.log"
+    log.write_text("== leg start 1000 gpus=0 seconds=60\n== leg end 1060 rc=124\n")
+    killed = {**attempt(1050, None, []), "status": "crashed", "message": "the judge killed by signal SIGKILL"}
+    own = {**attempt(1040, None, []), "status": "crashed", "message": "mha b8 (check): the runner died (signal 11)"}
+    lines = [attempt(1010, "screen", [[1.0, 2.0]], stopped="screened out"), own, killed]
+    attempts = tmp_path / "attempts.jsonl"
+    attempts.write_text("".join(json.dumps(a) + "\n" for a in lines))
+    leg, = evolve_stages.summarise(evolve_stages.read_legs(log), evolve_stages.read_attempts(attempts))["legs"]
+    assert leg["evaluated"] == 2 and leg["judge_killed_not_counted"] == 1
