@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -20,6 +21,7 @@ _listeners: list[Callable[[str, dict], None]] = []
 # event at a time. Reentrant: the Ctrl-C handler emits in the main thread, maybe mid-event
 _emitting = threading.RLock()
 _stop = threading.Event()
+SAME_SIGNAL_S = 0.25  # a second signal this soon after the first is the same one, sent twice
 _stop_reason = [""]
 
 
@@ -60,15 +62,22 @@ def reset() -> None:
 @contextmanager
 def stop_on_sigint() -> Iterator[None]:
     """First Ctrl-C (SIGINT) or SIGTERM: request a clean stop (the candidates in
-    flight finish and are recorded). A second one: KeyboardInterrupt as usual.
-    Only in the main thread (signal handlers cannot be set elsewhere)."""
+    flight finish and are recorded). A second one: KeyboardInterrupt as usual, unless it
+    comes within SAME_SIGNAL_S of the first: `timeout -s INT` signals the process and then
+    its process group, and on an H100 leg the two arrived apart and the second killed five
+    judges mid-evaluation. Only in the main thread (signal handlers cannot be set elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
+    first = []  # when the first one came
+
     def handler(signum, frame):
+        if first and time.monotonic() - first[0] < SAME_SIGNAL_S:
+            return  # the same interruption, delivered twice (timeout(1): to the process and its group)
         if _stop.is_set():
             raise KeyboardInterrupt
+        first.append(time.monotonic())
         what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         request_stop(f"interrupted ({what}): stopping after the candidates in flight")
         emit("stopping", reason=stop_reason())
