@@ -303,13 +303,15 @@ def test_a_candidate_timed_on_a_shared_gpu_is_judged_once_more(tmp_path):
 
 
 def test_figures_from_a_shared_gpu_are_never_cached(tmp_path):
-    ev, fake = make(tmp_path), SharedOnce(shared=2)
+    from avo.evaluator import SHARED_TRIES
+
+    ev, fake = make(tmp_path), SharedOnce(shared=SHARED_TRIES)
     result = ev.judge("k1", "0", None, fake)
-    assert len(fake.calls) == 2 and result.env["gpu_shared"]  # shared twice: said, and ...
+    assert len(fake.calls) == SHARED_TRIES and result.env["gpu_shared"]  # shared every try: said, and ...
     assert ev.cache.rows(ev.key(0)) == {}  # ... its baselines are not the GPU's figures
     assert not ev.cache.has(ev.key(0), SUITE, ("cudnn", "fa2"))
     # the best timed on a shared GPU is no yardstick: it is measured again, at most TRIES times
-    ev, fake = make(tmp_path / "b"), SharedOnce(shared=2)
+    ev, fake = make(tmp_path / "b"), SharedOnce(shared=SHARED_TRIES)
     first = ev.judge("k2", "1", BEST, fake)
     assert first.env["yardstick_measured"]["status"] == "shared"
     assert ev._needs_measuring(ev.key(1), BEST)
@@ -327,3 +329,20 @@ def test_an_agents_check_and_bench_take_the_gpus_lock_without_the_cascade(tmp_pa
         stages = [c for c in fake.calls if c["source"] == source][0]["stages"]
         assert stages.gpu_lock == cascaded.gpu_lock and stages.gpu_lock
         assert stages.screen == () and stages.gate_tflops is None and stages.confirm_source is None
+
+
+def test_a_candidate_still_shared_is_judged_at_most_shared_tries_times(tmp_path):
+    from avo.evaluator import SHARED_TRIES
+
+    ev, fake = make(tmp_path), SharedOnce(shared=SHARED_TRIES + 5)
+    result = ev.judge("k1", "0", None, fake)
+    assert [c["source"] for c in fake.calls] == ["k1"] * SHARED_TRIES
+    assert result.env["gpu_shared"]  # still shared: the commit rule refuses it
+    assert len(result.env["gpu_shared_first_try"]) == SHARED_TRIES - 1  # every earlier try's holds
+
+
+def test_a_third_try_that_is_clean_is_the_result(tmp_path):
+    ev, fake = make(tmp_path), SharedOnce(shared=2)
+    result = ev.judge("k1", "0", None, fake)
+    assert len(fake.calls) == 3 and not result.env.get("gpu_shared")
+    assert len(result.env["gpu_shared_first_try"]) == 2

@@ -13,7 +13,7 @@ says why and how NVML is read). CascadeStages (judge_stages.py), so `Judge`, has
                                      judge's own processes busy on the GPU COMPILE_BUSY_S
                                      in a row are hung
 
-What follows from env.gpu_shared (the evaluator judges once more; the figures are never
+What follows from env.gpu_shared (the evaluator judges again, SHARED_TRIES in all; the figures are never
 committed or cached) is the evaluator's and the commit rule's.
 """
 from __future__ import annotations
