@@ -219,6 +219,8 @@ def attempt_record(candidate, result, decision, measured: dict | None = None) ->
         "gpu_shared_first_try": result.env.get("gpu_shared_first_try") or [],
         # its own processes busy on the GPU outside its holds, by stage: what ran beside others' timing
         "gpu_busy_unlocked": result.env.get("gpu_busy_unlocked") or [],
+        # the judge's seconds staging, running and verifying its batches, per phase (judge.py)
+        "batch_s": result.env.get("batch_s") or {},
         **model_cost(candidate.meta),
     }
 

@@ -79,8 +79,25 @@ def guard(attempts: list[dict]) -> dict:
             "judged_again": sum(bool(a.get("gpu_shared_first_try")) for a in attempts),
             "still_shared": sum(bool(a.get("gpu_shared")) for a in attempts),
             # candidates whose own processes were busy on the GPU outside their holds, by stage
-            "busy_unlocked_by_stage": dict(Counter(row["stage"] for a in attempts
-                                                   for row in {r["stage"]: r for r in a.get("gpu_busy_unlocked") or []}.values()))}
+            "busy_unlocked_by_stage": dict(Counter(stage for a in attempts
+                                                   for stage in {part_of(r["stage"]) for r in a.get("gpu_busy_unlocked") or []})),
+            # the judges' seconds staging inputs, running batches and verifying them, summed per phase
+            "batch_s": batch_seconds(attempts)}
+
+
+def part_of(stage: str) -> str:
+    """A judge's stage mark, with one compile call's shape said as 'a call'."""
+    return "compile: a call" if stage.startswith("compile: ") and stage != "compile: helpers" else stage
+
+
+def batch_seconds(attempts: list[dict]) -> dict:
+    out: dict = {}
+    for a in attempts:
+        for phase, parts in (a.get("batch_s") or {}).items():
+            for part, seconds in parts.items():
+                out.setdefault(phase, {}).setdefault(part, 0.0)
+                out[phase][part] = round(out[phase][part] + seconds, 2)
+    return out
 
 
 def summarise(legs: list[dict], attempts: list[dict]) -> dict:
@@ -146,7 +163,8 @@ def main() -> None:
               f"{leg['full_suite']} full suite (median lock {leg['median_lock_s_full']} s); shared-GPU guard on for "
               f"{leg['guard_on']}, {leg['gpu_quiet_s']} s waiting for a quiet GPU ({leg['waited_for_quiet']} "
               f"candidates), {leg['judged_again']} judged again after a shared hold, {leg['still_shared']} still shared; "
-              f"own GPU work outside the lock (candidates, by stage): {leg['busy_unlocked_by_stage'] or 'none seen'}")
+              f"own GPU work outside the lock (candidates, by stage): {leg['busy_unlocked_by_stage'] or 'none seen'}; "
+              f"judges' batch seconds by phase: {leg['batch_s'] or 'not recorded'}")
     print(f"all legs: {s['evaluated']} evaluated in {s['minutes']} min on {s['gpu_minutes']} GPU-minutes: "
           f"{s['per_gpu_minute']} per GPU-minute")
     if args.json:

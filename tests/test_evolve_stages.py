@@ -75,3 +75,20 @@ def test_a_record_whose_judge_was_killed_is_not_an_evaluation(tmp_path):
     attempts.write_text("".join(json.dumps(a) + "\n" for a in lines))
     leg, = evolve_stages.summarise(evolve_stages.read_legs(log), evolve_stages.read_attempts(attempts))["legs"]
     assert leg["evaluated"] == 2 and leg["judge_killed_not_counted"] == 1
+
+
+def test_unlocked_work_and_batch_seconds_are_summed_per_leg(tmp_path):
+    log = tmp_path / "legs.log"
+    log.write_text("== leg start 1000 gpus=0 seconds=60\n== leg end 1060 rc=124\n")
+    a = attempt(1010, "screen", [[1.0, 2.0]], stopped="screened out")
+    a.update(gpu_busy_unlocked=[{"pid": 1, "stage": "compile: mha b2 s4096", "sm": 80, "samples": 1},
+                                {"pid": 2, "stage": "compile: gqa b1 s4096", "sm": 30, "samples": 1}],
+             batch_s={"timed": {"stage": 1.5, "run": 0.5, "verify": 1.0}})
+    b = attempt(1020, "screen", [[3.0, 4.0]], stopped="screened out")
+    b.update(gpu_busy_unlocked=[{"pid": 3, "stage": "compile: helpers", "sm": 40, "samples": 2}],
+             batch_s={"timed": {"stage": 0.5, "run": 0.5}})
+    attempts = tmp_path / "attempts.jsonl"
+    attempts.write_text("".join(json.dumps(x) + "\n" for x in (a, b)))
+    leg, = evolve_stages.summarise(evolve_stages.read_legs(log), evolve_stages.read_attempts(attempts))["legs"]
+    assert leg["busy_unlocked_by_stage"] == {"compile: a call": 1, "compile: helpers": 1}  # candidates, not calls
+    assert leg["batch_s"] == {"timed": {"stage": 2.0, "run": 1.0, "verify": 1.0}}

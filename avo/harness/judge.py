@@ -122,6 +122,7 @@ class Judge(CascadeStages):
             with self.stage("compile"):  # outside the GPU lock: compiling overlaps another candidate's timing
                 plan = self.compile_plan("screen" if screening else "all")
                 if self.ready:  # the helpers compile ahead: this plan, then what the cascade needs past its gate
+                    self.mark_stage("compile: helpers")  # (the guard's record: which part of a stage)
                     self.ready.start_helpers(plan + [s for s in self.compile_plan("all") if s not in plan])
                 self.compile(host, plan)
             with self.gpu_lock():
@@ -235,6 +236,7 @@ class Judge(CascadeStages):
             host.watch = self.hang_watch("a compile call")
         try:
             for shape in todo:
+                self.mark_stage(f"compile: {shape.name}")
                 try:
                     t1 = clock()
                     self.verified_batch(host, shape, 1, "compile", full=True, vary=False,
@@ -358,9 +360,11 @@ class Judge(CascadeStages):
         launch=False (the compile stage on a GPU): the runner compiles and launches nothing,
         and there is nothing to verify. A shape's first batch on a GPU (its watchdog is the
         compile bound) is also watched for a hung kernel (judge_sharing.py, hang_watch)."""
+        t_stage = clock()
         batch = self.last_batch = calls.plan(shape, n, rng or self.rng, phase, full, vary, reuse)
         calls.stage(batch, self.arena, self.problem, self.device)
         host_messages = batch.messages()
+        self.batch_part(phase, "stage", clock() - t_stage)
         first = False
         if timeout_s is None:  # a shape's first batch may compile (or autotune): the compile bound
             est = self.last_call_s.get((host.tag, shape.name))
@@ -394,11 +398,21 @@ class Judge(CascadeStages):
         if reply.get("done") != n:
             raise Verdict("crashed", f"{shape.name} ({phase}): the runner answered {str(reply)[:120]}")
         self.io_elements += n * calls.call_elements(shape, self.problem)
+        self.batch_part(phase, "run", seconds)
         if not launch:  # compiled, not run: no output, and no run time to size a watchdog on
             return seconds
+        t_verify = clock()
         calls.verify(batch, self.arena, self.problem, self.device, self.record)
+        self.batch_part(phase, "verify", clock() - t_verify)
         self.last_call_s[(host.tag, shape.name)] = seconds / n
         return seconds
+
+    def batch_part(self, phase: str, part: str, seconds: float) -> None:
+        """env.batch_s[phase][part]: the judge's seconds staging inputs, running (the clock's
+        span) and verifying, per phase ('timed/warm-up' counts as 'timed'): where an
+        evaluation's time goes beyond the kernel's."""
+        parts = self.result.env.setdefault("batch_s", {}).setdefault(phase.split("/")[0], {})
+        parts[part] = round(parts.get(part, 0.0) + seconds, 4)
 
     # ---------------------------------------------------------------- helpers
     def record(self, shape, seed, phase, max_abs, rel, ok, reason):

@@ -23,6 +23,10 @@ def test_a_candidate_below_the_gate_stops_after_the_screen():
     assert "full" not in r.env["stage_s"] and "recheck" not in r.env["stage_s"]
     assert r.confirm == {}
     assert r.env["kernel_s"] > 0
+    # where the judge's time went, per phase: staging inputs, the clock's span, verifying
+    parts = r.env["batch_s"]
+    assert set(parts) >= {"compile", "check", "timed"} and all(v >= 0 for p in parts.values() for v in p.values())
+    assert set(parts["timed"]) == {"stage", "run", "verify"} and parts["timed"]["run"] >= r.env["kernel_s"]
     # a quick check before the screen; the other check shapes only for candidates past the gate
     assert len({c.shape for c in r.checks if c.phase == "check"}) == QUICK_CHECKS
     # the GPU lock was taken once, for check + screen, and released
