@@ -67,6 +67,17 @@ class Attempt:
         return f"{outcome}; {verdict}"
 
 
+# How runner.py and judge.py say the judge itself died, was killed or failed (an orchestrator
+# stopped badly, the harness crashed): a record with no verdict on its candidate
+HARNESS_FAILURES = ("the judge ", "harness judge:")
+
+
+def no_verdict(record: dict) -> bool:
+    """True for a record whose judge died, was killed or failed itself: nothing was learned
+    about the candidate, so it does not count as judged (its source may be judged again)."""
+    return record.get("status") == "crashed" and str(record.get("message") or "").startswith(HARNESS_FAILURES)
+
+
 @dataclass(frozen=True)
 class Stagnation:
     triggered: bool
@@ -97,8 +108,13 @@ class Population:
         return cls([Attempt.from_record(r) for r in records])
 
     def add(self, record: dict) -> None:
-        """An attempt just recorded in the lineage (the flow adds each as it commits)."""
+        """An attempt just recorded in the lineage (the flow adds each as it commits). One
+        with no verdict (no_verdict) lets its claim go: the source may be judged again."""
         self.attempts.append(Attempt.from_record(record))
+        if no_verdict(record):
+            with _CLAIMS:
+                self.in_flight.discard((record.get("source_sha256") or "", record.get("device") or "",
+                                        record.get("suite")))
 
     def records(self) -> list[dict]:
         return [a.record for a in self.attempts]
@@ -129,9 +145,11 @@ class Population:
 
     def tried(self, sha256: str, device: str, suite: str | None) -> Attempt | None:
         """The attempt that already judged this exact source on this device and
-        suite (a rerun would only re-measure noise), or None."""
+        suite (a rerun would only re-measure noise), or None. A record whose judge was
+        killed or failed judged nothing (no_verdict)."""
         for a in reversed(self.attempts):
-            if a.source_sha256 == sha256 and a.device == device and (suite is None or a.suite == suite):
+            if a.source_sha256 == sha256 and a.device == device and (suite is None or a.suite == suite) \
+                    and not no_verdict(a.record):
                 return a
         return None
 

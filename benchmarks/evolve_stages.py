@@ -19,9 +19,14 @@ import argparse
 import json
 import re
 import statistics
+import sys
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from avo.population import no_verdict  # noqa: E402 - the attempts log's meaning has one owner
 
 LEG_START = re.compile(r"== leg start (\d+) gpus=([\d,]+) seconds=(\d+)")
 LEG_END = re.compile(r"== leg end (\d+) rc=(-?\d+)")
@@ -53,7 +58,7 @@ def read_attempts(path: Path) -> list[dict]:
 def harness_killed(rec: dict) -> bool:
     """A record with no verdict on the candidate: its judge was killed or died (the run's stop
     gone wrong, a crash of the harness). Not an evaluation: counted apart."""
-    return rec.get("status") == "crashed" and str(rec.get("message", "")).startswith("the judge ")
+    return no_verdict(rec)
 
 
 def lock_s(rec: dict) -> float:

@@ -73,3 +73,19 @@ def test_an_attempt_line_keeps_the_shared_gpu_guards_record():
     assert line["gpu_sharing_guard"] == "on" and line["gpu_shared"] == line["gpu_shared_first_try"] == shared
     assert line["gpu_quiet_waits"] == [{"s": 3.0, "pids": {}}]
     assert attempt_record(cand, EvalResult(status="ok"), None)["gpu_shared"] == []
+
+
+def test_a_record_whose_judge_was_killed_judged_nothing_and_frees_its_source():
+    """A stop gone wrong (or a harness crash) kills the judge: the record stays in the log, but the
+    source counts as not judged, its claim is let go, and a later slot may judge it again."""
+    killed = {**rec(1, "ok", sha="k"), "status": "crashed", "message": "the judge killed by signal SIGKILL"}
+    own = {**rec(1, "ok", sha="c"), "status": "crashed", "message": "mha (check): the runner died (signal 11)"}
+    pop = Population.from_records(SEED)
+    assert pop.claim("k", "cpu", "cpu") and pop.claim("c", "cpu", "cpu")
+    pop.add(killed)
+    pop.add(own)
+    assert pop.tried("k", "cpu", "cpu") is None and pop.tried("c", "cpu", "cpu").status == "crashed"
+    assert "k" not in pop.judging("cpu", "cpu") and pop.claim("k", "cpu", "cpu")  # free to judge again
+    assert not pop.claim("c", "cpu", "cpu")  # the candidate's own crash is a verdict
+    harness = {**killed, "message": "harness judge: RuntimeError: boom"}
+    assert Population.from_records([harness]).tried("k", "cpu", "cpu") is None
