@@ -55,12 +55,6 @@ def read_attempts(path: Path) -> list[dict]:
     return out
 
 
-def harness_killed(rec: dict) -> bool:
-    """A record with no verdict on the candidate: its judge was killed or died (the run's stop
-    gone wrong, a crash of the harness). Not an evaluation: counted apart."""
-    return no_verdict(rec)
-
-
 def lock_s(rec: dict) -> float:
     return sum(b - a for a, b in rec.get("gpu_held") or [])
 
@@ -109,8 +103,9 @@ def summarise(legs: list[dict], attempts: list[dict]) -> dict:
     per_leg, everyone = [], []
     for i, leg in enumerate(legs):
         mine = [a for a in attempts if leg["start"] <= a["epoch"] <= leg["end"]]
-        killed = [a for a in mine if harness_killed(a)]
-        mine = [a for a in mine if not harness_killed(a)]
+        # a record whose judge was killed or died judged nothing: not an evaluation, counted apart
+        killed = [a for a in mine if no_verdict(a)]
+        mine = [a for a in mine if not no_verdict(a)]
         minutes = (leg["end"] - leg["start"]) / 60
         screened = [lock_s(a) for a in mine if a.get("stage") == "screen" and a.get("stopped")]
         full = [lock_s(a) for a in mine if a.get("stage") == "full"]
