@@ -16,8 +16,9 @@ The judge (avo/harness/calls.py, judge.py) reads:
     TOLERANCES[dtype]      {"atol", "rtol", "rel"}
     buffers(shape)         [(name, dims, dtype, role)], role "input" | "output":
                            the inputs in the order the entry takes them, one output
-    draw_call(shape, rng, vary) -> call: {"args": the entry's keyword arguments
-                           (JSON values), anything else the judge's own}
+    draw_call(shape, rng, vary, index) -> call: {"args": the entry's keyword
+                           arguments (JSON values), anything else the judge's own};
+                           index: the call's place in its batch
     inputs(shape, device, seed, call) -> {name: tensor}   fresh, reproducible
     late_change(shape, rng) -> (input name, dim, indices, factor): scaled by a
                            power of two after the clock starts; every output element

@@ -327,7 +327,7 @@ def test_driver_calls_the_entry_as_the_problem_declares_it():
     seen = []
     problem = SimpleNamespace(
         SIGNATURE="rmsnorm(x, w, eps=1e-6)",
-        draw_call=lambda shape, rng, vary: {"args": {"eps": 1e-5}, "judge_only": vary},
+        draw_call=lambda shape, rng, vary, index: {"args": {"eps": 1e-5}, "judge_only": vary},
         inputs=lambda shape, device, seed, call: {"w": f"w@{device}", "x": f"x@{device}"})
     module = SimpleNamespace(rmsnorm=lambda *a, **kw: seen.append((a, kw)))
     entry_call(problem, module, shape=None)()

@@ -113,7 +113,7 @@ def stage(batch: Batch, arena, problem, device: str) -> None:
         for name, _, _, _ in batch.buffers:
             offsets[name], offset = offset, offset + align(size[name])
         i = len(batch.calls)
-        params = batch.reuse[i] if batch.reuse and i < len(batch.reuse) else problem.draw_call(shape, rng, batch.vary)
+        params = batch.reuse[i] if batch.reuse and i < len(batch.reuse) else problem.draw_call(shape, rng, batch.vary, i)
         late = tuple(problem.late_change(shape, rng))
         # distinct rows (a repeated row would count its bad elements twice in a message)
         picks = rng.sample(range(n_rows), min(SAMPLED_ROWS, n_rows))

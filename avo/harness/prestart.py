@@ -102,7 +102,7 @@ class Prestarted:
 
     def warm_call(self, shape) -> dict:
         inputs = [[list(dims), dt] for _, dims, dt, role in layout(self.problem, shape) if role == "input"]
-        args = self.problem.draw_call(shape, random.Random(0), False).get("args", {})  # any valid arguments
+        args = self.problem.draw_call(shape, random.Random(0), False, 0).get("args", {})  # any valid arguments
         return {"inputs": inputs, "args": dict(args)}
 
     def stop_helpers(self) -> None:

@@ -38,7 +38,7 @@ def entry_call(problem, module, shape):
 
         from avo.problem import entry_inputs, entry_name
 
-        drawn = problem.draw_call(shape, random.Random(0), False)
+        drawn = problem.draw_call(shape, random.Random(0), False, 0)
         tensors = problem.inputs(shape, "cuda", 0, drawn)
         fn, args = getattr(module, entry_name(problem)), [tensors[n] for n in entry_inputs(problem)]
         return lambda: fn(*args, **drawn["args"])

@@ -71,8 +71,10 @@ def buffers(shape: Shape) -> list[tuple]:
             ("y", (shape.rows, shape.cols), shape.dtype, "output")]
 
 
-def draw_call(shape: Shape, rng, vary: bool) -> dict:
-    """Per call: "args" are the entry's keyword arguments (JSON values); the rest is yours."""
+def draw_call(shape: Shape, rng, vary: bool, index: int) -> dict:
+    """Per call: "args" are the entry's keyword arguments (JSON values); the rest is yours.
+    index: the call's place in its batch. Pick an argument's values by it (index % n), not
+    by rng, so that every value is exercised in a check batch (a check batch has 2 calls)."""
     return {"args": {}, "amplitude": rng.choice((1.0, 4.0)) if vary else 1.0}
 
 

@@ -52,7 +52,7 @@ LATE = [(RMS, RMS.Shape(3, 1)), (RMS, RMS.Shape(4, 2)), (RMS, RMS.Shape(5, 17, "
 
 @pytest.mark.parametrize("problem,shape", LATE, ids=[f"{p.NAME} {s.name}" for p, s in LATE])
 def test_the_late_change_moves_every_output_element(problem, shape):
-    call = problem.draw_call(shape, random.Random(1), vary=False)
+    call = problem.draw_call(shape, random.Random(1), False, 0)
     name, dim, picks, factor = problem.late_change(shape, random.Random(2))
     assert math.frexp(factor)[0] == 0.5 and factor > 1  # a power of two: exact
     before = problem.inputs(shape, "cpu", 7, call)
@@ -70,7 +70,7 @@ def test_the_late_change_moves_every_output_element(problem, shape):
 
 def test_rmsnorm_reference_is_the_textbook_formula():
     shape = RMS.Shape(5, 33, "float16")
-    call = RMS.draw_call(shape, random.Random(3), vary=True)
+    call = RMS.draw_call(shape, random.Random(3), True, 1)
     x, w = RMS.inputs(shape, "cpu", 11, call).values()
     eps = call["args"]["eps"]
     naive = torch.stack([xr.double() / torch.sqrt((xr.double() ** 2).sum() / 33 + eps) * w.double() for xr in x])
@@ -147,3 +147,22 @@ def test_guards_accept_the_right_output_and_reject_the_rest(problem, shape):
     _run(batch, arena, problem)
     with pytest.raises(Verdict, match="still unwritten"):
         calls.verify(batch, arena, problem, "cpu", lambda *a: None)
+
+
+@pytest.mark.parametrize("problem,arg", [(ATTN, "sm_scale"), (RMS, "eps")], ids=["attention", "rmsnorm"])
+def test_every_check_batch_exercises_both_values_of_an_argument_a_kernel_might_ignore(problem, arg):
+    """A kernel that ignores sm_scale (or eps) must fail the check stage for every judge
+    seed: both values in every check batch of 2 calls, not left to the luck of a draw."""
+    shapes = problem.check_shapes("cpu")
+    for seed in range(50):
+        rng = random.Random(seed)
+        for shape in shapes:
+            batch = calls.plan(shape, 2, rng, "check", full=True, vary_scale=True)
+            arena = arena_mod.create_cpu(arena_mod.align(calls.call_bytes(shape, problem) * 2))
+            calls.stage(batch, arena, problem, "cpu")
+            if problem is ATTN:
+                assert {c.params["args"][arg] for c in batch.calls} == {None, 0.7 / math.sqrt(shape.head_dim)}
+                assert {c.params["amplitude"] for c in batch.calls} == {1.0, 3.0}
+            else:  # eps in proportion to the call's mean(x^2): both factors, 1 and 0.1
+                assert sorted(c.params["args"][arg] / c.params["amplitude"] ** 2 for c in batch.calls) \
+                    == pytest.approx([0.1, 1.0])
