@@ -166,3 +166,34 @@ def test_every_check_batch_exercises_both_values_of_an_argument_a_kernel_might_i
             else:  # eps in proportion to the call's mean(x^2): both factors, 1 and 0.1
                 assert sorted(c.params["args"][arg] / c.params["amplitude"] ** 2 for c in batch.calls) \
                     == pytest.approx([0.1, 1.0])
+
+
+def test_a_batchs_verdict_is_its_first_failing_call_and_that_calls_first_failure():
+    """verify() measures every call before it reads any verdict: the message must still be
+    the one a call-by-call check gives (the first call that fails; within it, a modified
+    input before a wrong output), and the records must be the same."""
+    shape = ATTN.Shape(1, 2, 1, 17, 64, True, "float16")
+
+    def tampered(wrong_call: int, modified_call: int):
+        batch, arena = _batch(ATTN, shape, n=3)
+        calls.late_bind(batch, arena, "cpu")
+        _run(batch, arena, ATTN)
+        calls.take_snapshot(batch, arena, "cpu")
+        for j in wrong_call:  # the whole output off by 1: wrong in the snapshot and the final buffer
+            calls.view(arena, batch, batch.calls[j], "out").add_(1)
+            batch.snapshot.view(3, -1)[j].add_(1)
+        for j in modified_call:
+            calls.view(arena, batch, batch.calls[j], "k").reshape(-1)[0] += 1
+        records = []
+        with pytest.raises(Verdict) as verdict:
+            calls.verify(batch, arena, ATTN, "cpu", lambda *a: records.append(a))
+        return verdict.value, records, batch
+
+    v, records, batch = tampered(wrong_call=[1], modified_call=[2])
+    assert v.status == "incorrect" and "call 2 of 3" in v.message and "out of tolerance" in v.message
+    # one record, of the failing call: (shape, seed, phase, max_abs, rel, ok, reason)
+    assert [(r[1], r[5]) for r in records] == [(batch.calls[1].seed, False)]
+    v, records, _ = tampered(wrong_call=[2], modified_call=[1])
+    assert v.status == "rejected" and "modified its input `k`" in v.message and records == []
+    v, _, _ = tampered(wrong_call=[0], modified_call=[0])  # one call, both: the input first
+    assert v.status == "rejected" and "modified its input `k`" in v.message
