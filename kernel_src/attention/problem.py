@@ -255,9 +255,10 @@ def buffers(shape: Shape) -> list[tuple]:
 def draw_call(shape: Shape, rng, vary: bool, index: int) -> dict:
     """One call's draws: q's amplitude (sharper softmax) and sm_scale, varied on check calls.
     They follow the call's index in its batch, not the generator: a kernel that ignores
-    sm_scale must be wrong with certainty, and a random choice can draw the default on every
-    call (in a quick CPU check, 4 draws that matter: 1 evaluation in 16). Calls 0 and 1 (every check batch) take both values of
-    each, the sharpest softmax (amplitude 3, the default scale) first; calls 0-3 every pair."""
+    sm_scale must be wrong with certainty, and a random choice can draw the default on
+    every call (a quick CPU check has 4 draws that matter: 1 evaluation in 16). Calls 0
+    and 1 (every check batch) take both values of each, the sharpest softmax (amplitude 3,
+    the default scale) first; calls 0-3 take every pair."""
     if not vary:
         return {"args": {"causal": shape.causal, "sm_scale": None}, "amplitude": 1.0}
     sm_scale = (None, 0.7 / math.sqrt(shape.head_dim))[index % 2]
