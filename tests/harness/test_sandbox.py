@@ -274,13 +274,16 @@ def test_kill_tree_kills_a_program_that_left_the_process_group(work, private_pid
 @needs_box
 @pytest.mark.parametrize("private_pids", [True, False])
 def test_background_processes_die_when_the_program_exits(work, private_pids):
-    code = ("import subprocess, time; p = subprocess.Popen(['sleep', '60'], start_new_session=True); "
-            "print(p.pid, flush=True); time.sleep(1)")
+    # the program exits when told (stdin closed), not after a fixed second: on a loaded machine
+    # the second could pass before the tree was read, and the sleeper was gone already
+    code = ("import subprocess, sys; p = subprocess.Popen(['sleep', '60'], start_new_session=True); "
+            "print(p.pid, flush=True); sys.stdin.read()")
     proc = sandbox.spawn(BOX.wrap([sys.executable, "-c", code], workdir=work, private_pids=private_pids),
-                         env={"PATH": os.environ["PATH"]}, cwd=work, stdout=subprocess.PIPE)
+                         env={"PATH": os.environ["PATH"]}, cwd=work, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdout.readline().strip().isdigit()
     watched = _descendants(proc.pid)               # unshare's tree, the sleeper in it
     assert any("sleep 60" in _cmdline(p) for p in watched)
+    proc.stdin.close()
     assert proc.wait(timeout=10) == 0
     proc.stdout.close()
     assert _wait_until(lambda: not (watched & set(_processes()))), watched & set(_processes())
