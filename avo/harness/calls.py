@@ -10,10 +10,10 @@ the contract); the guards below are the same for every problem:
   them to check, bit for bit, that they were not modified, and to compute the
   reference;
 - after the judge's clock starts, a slice of one input chosen by the problem is
-  scaled by a power of two (exact in floating point; attention: a few key rows,
-  which then dominate the softmax of many queries; RMSNorm: a few columns of x,
-  which change every row's norm): an output computed before the clock started,
-  by anything that watched the buffers, is wrong;
+  scaled by a power of two (exact in floating point; attention: one head-dim
+  column of k, which moves every score; RMSNorm: a few columns of x, which change
+  every row's norm): an output computed before the clock started, by anything that
+  watched the buffers, is wrong, and costs as much to patch as to compute again;
 - outputs are poisoned with NaN; right after the runner says `done`, still
   inside the clock, the judge gathers a random sample of output rows of every
   call (the snapshot). Rows not yet written (work left on another stream or
@@ -101,10 +101,11 @@ def stage(batch: Batch, arena, problem, device: str) -> None:
     """Before the clock: every call's draws (seed, arguments, late change, sampled
     rows) from the judge's generator, fresh inputs and NaN outputs in the arena, and
     the late-bound values and snapshot indices prepared (in the judge's memory, out
-    of the runner's sight). Indices are built on the host and sent to the device in one
-    copy per batch, not one per call and index: each such copy waits for the device's
-    queue to drain. (Staging took 5.8 s of the GPU lock over one H100 leg's 23 judges;
-    benchmarks/verify_cost.py measures what the copies were of it.)"""
+    of the runner's sight). The small indices (late picks, sampled rows, snapshot) go to
+    the device in one copy per batch, not one per call and index: each such copy waits
+    for the device's queue to drain. The late change's element numbers, which may be
+    many, are built there from its picks. (Staging took 5.8 s of the GPU lock over one
+    H100 leg's 23 judges; benchmarks/verify_cost.py measures what the copies were of it.)"""
     shape, rng = batch.shape, batch.rng
     batch.buffers = layout(problem, shape)
     out_name, out_dims, out_dtype = _output(batch)
@@ -124,7 +125,7 @@ def stage(batch: Batch, arena, problem, device: str) -> None:
         batch.calls.append(Call(rng.getrandbits(31), params, offsets, late, rows))
 
     dims_of = {name: (dims, dt) for name, dims, dt, _ in batch.buffers}
-    late_idx, late_picks, rows, snap_idx = [], [], [], []  # host tensors, sent in one copy below
+    late_picks, rows, snap_idx = [], [], []  # host tensors, sent in one copy below
     for c in batch.calls:
         fresh = problem.inputs(shape, device, c.seed, c.params)
         for name, dims, dt, role in batch.buffers:
@@ -137,22 +138,26 @@ def stage(batch: Batch, arena, problem, device: str) -> None:
         if batch.late_dtype and batch.late_dtype != dt:
             raise ValueError("late changes of one batch must share a dtype")
         batch.late_dtype = dt
-        late_idx.append(c.offsets[name] // _itemsize(dt) + flat_index(dims, dim, picks, "cpu"))
         late_picks.append(torch.as_tensor(list(picks), dtype=torch.long))
         rows.append(c.rows)
         row = _row_number(c.rows, out_dims)
         lin = row[:, None] * out_dims[-1] + torch.arange(out_dims[-1])[None, :]
         snap_idx.append((c.offsets[out_name] // _itemsize(out_dtype) + lin).reshape(-1))
-    parts = late_idx + late_picks + [r.reshape(-1) for r in rows] + snap_idx
+    parts = late_picks + [r.reshape(-1) for r in rows] + snap_idx
     on_device = torch.cat(parts).to(device).split([p.numel() for p in parts])
     n = len(batch.calls)
-    late_dev, picks_dev, rows_dev = on_device[:n], on_device[n:2 * n], on_device[2 * n:3 * n]
-    late_vals = []
-    for c, idx, picks, r in zip(batch.calls, late_dev, picks_dev, rows_dev):
+    late_idx, late_vals = [], []
+    for c, picks, r in zip(batch.calls, on_device[:n], on_device[n:2 * n]):
         c.late_picks, c.rows_device = picks, r.view(c.rows.shape)  # reused by verify()
-        late_vals.append(arena.flat.view(_dtype(batch.late_dtype))[idx] * c.late[3])
-    batch.late_index, batch.late_values = torch.cat(late_dev), torch.cat(late_vals)
-    batch.snap_index, batch.snap_dtype = torch.cat(on_device[3 * n:]), out_dtype
+        name, dim, _, factor = c.late
+        dims, dt = dims_of[name]
+        # the slice's element numbers, built on the device from its picks (it may be large:
+        # attention's is a column of k, B·Hkv·S elements)
+        idx = c.offsets[name] // _itemsize(dt) + flat_index(dims, dim, picks, device)
+        late_idx.append(idx)
+        late_vals.append(arena.flat.view(_dtype(dt))[idx] * factor)
+    batch.late_index, batch.late_values = torch.cat(late_idx), torch.cat(late_vals)
+    batch.snap_index, batch.snap_dtype = torch.cat(on_device[2 * n:]), out_dtype
     _sync(device)
 
 

@@ -60,14 +60,15 @@ def entry(problem) -> str:
 
 def flat_index(dims, dim: int, picks, device: str):
     """Row-major element numbers of the slice `index_select(dim, picks)` of a tensor of
-    `dims`, built by broadcasting (its size is the slice's, never the tensor's)."""
+    `dims`, built by broadcasting (its size is the slice's, never the tensor's). picks: a
+    list, or a long tensor already on `device` (then nothing is copied to the device)."""
     import torch
 
     strides = [math.prod(dims[a + 1:]) for a in range(len(dims))]
     number = torch.zeros((), dtype=torch.long, device=device)
     for axis, size in enumerate(dims):
-        r = torch.as_tensor(list(picks), dtype=torch.long, device=device) if axis == dim \
-            else torch.arange(size, device=device)
+        r = (picks if torch.is_tensor(picks) else torch.as_tensor(list(picks), dtype=torch.long, device=device)) \
+            if axis == dim else torch.arange(size, device=device)
         shape = [1] * len(dims)
         shape[axis] = -1
         number = number + (r * strides[axis]).view(shape)

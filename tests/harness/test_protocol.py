@@ -197,3 +197,26 @@ def test_a_batchs_verdict_is_its_first_failing_call_and_that_calls_first_failure
     assert v.status == "rejected" and "modified its input `k`" in v.message and records == []
     v, _, _ = tampered(wrong_call=[0], modified_call=[0])  # one call, both: the input first
     assert v.status == "rejected" and "modified its input `k`" in v.message
+
+
+@pytest.mark.parametrize("shape", [ATTN.Shape(1, 4, 4, 512, 128, False, "bfloat16"),
+                                   ATTN.Shape(1, 4, 2, 700, 128, True, "bfloat16"),
+                                   ATTN.Shape(2, 2, 1, 300, 64, False, "float16")], ids=lambda s: s.name)
+def test_attentions_late_change_moves_every_key_and_most_rows(shape):
+    """The class: a kernel that computed the output from the staged inputs before the clock
+    (a thread watching the buffers) must not be able to patch it for less than the whole
+    attention. It could when the change was 2 key positions (a rank-2 fix-up of each row's
+    softmax, O(S·D)). Now every key of every (batch, KV head) changes, so every score does,
+    and an output computed before is out of tolerance on most rows."""
+    for seed in range(3):
+        q, k, v = ATTN.make_inputs(shape, "cpu", seed)
+        name, dim, picks, factor = ATTN.late_change(shape, random.Random(seed))
+        assert name == "k" and math.frexp(factor)[0] == 0.5 and factor > 1
+        after = k.clone()
+        idx = torch.tensor(picks)
+        after.index_copy_(dim, idx, after.index_select(dim, idx) * factor)
+        assert bool((after != k).any(dim=-1).all()), "a key the late change leaves as it was"
+        before, now = ATTN.reference(q, k, v, shape.causal), ATTN.reference(q, after, v, shape.causal)
+        tol = ATTN.TOLERANCES[shape.dtype]
+        moved = ((before - now).abs() > tol["atol"] + tol["rtol"] * now.abs()).any(dim=-1)
+        assert float(moved.float().mean()) > 0.6, float(moved.float().mean())
