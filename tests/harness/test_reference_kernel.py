@@ -10,6 +10,7 @@ GPU's cvt.rn; the interpreter truncates, which biases every P_lo downwards)."""
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 BOUND = 2e-5
 
 # (batch, heads_q, heads_kv, seqlen, head_dim, causal, dtype, amplitude of q, sm_scale factor
-# (times 1/sqrt(D)) or None). Every case also has late_change's keys scaled by 8.
+# (times 1/sqrt(D)) or None). Every case also has the problem's late change applied.
 CASES = [
     (1, 2, 2, 1, 128, True, "float16", 3.0, None),
     (1, 2, 2, 1, 64, False, "bfloat16", 1.0, None),
@@ -51,8 +52,10 @@ def _inputs(case):
     b, hq, hkv, s, d, causal, dtype, amplitude, scale = case
     shape = P.Shape(b, hq, hkv, s, d, causal, dtype)
     q, k, v = P.make_inputs(shape, "cpu", seed=s + hq, amplitude=amplitude)
-    keys = sorted({0 if s < 4 else 3, s // 2, s - 1})  # as late_change: a few keys of every KV head x 8
-    k[:, :, keys] *= P.KEY_SCALE
+    name, dim, picks, factor = P.late_change(shape, random.Random(s))  # as the judge applies it
+    assert name == "k"
+    idx = torch.tensor(picks)
+    k.index_copy_(dim, idx, k.index_select(dim, idx) * factor)
     sm_scale = None if scale is None else scale / math.sqrt(d)
     return q, k, v, causal, sm_scale
 
@@ -75,8 +78,15 @@ def _worker() -> None:
         results[i] = {"dtype": str(out.dtype), "shape": list(out.shape), "finite": bool(torch.isfinite(out).all()),
                       "split": float((out.double() - truth).abs().max()),
                       "one_cast": float((one_cast.double() - truth).abs().max()),
-                      "torch32": float((torch32.double() - truth).abs().max())}
+                      "torch32": float((torch32.double() - truth).abs().max()),
+                      "p_abs_v": _p_abs_v(q, k, v, causal, sm_scale)}
     print(json.dumps(results))
+
+
+def _p_abs_v(q, k, v, causal, sm_scale) -> float:
+    """max over output elements of sum_j P_ij |v_jd| (float64): what P's relative residual
+    after the split is multiplied by in the output (the reference of |v| in place of v)."""
+    return float(P.reference(q, k, v.abs(), causal, sm_scale, precision=torch.float64).max())
 
 
 def _interpreter_bf16_rounds_to_nearest() -> None:
@@ -134,8 +144,10 @@ def test_fused_reference_is_float32_accurate(errors, i):
     assert e["dtype"] == "torch.float32" and e["shape"] == [b, hq, s, d] and e["finite"]
     assert e["split"] < BOUND, e
     # as close to the truth as the torch float32 reference it replaces, but for P's residual
-    # after the split (bf16: 2^-18 relative, its two halves rounded to nearest; |v| ~ 1)
-    assert e["split"] <= 2 * e["torch32"] + 2 ** -18, e
+    # after the split: bf16 2^-18 relative (its two halves rounded to nearest), which reaches
+    # the output as 2^-18 * sum_j P_ij |v_jd| (p_abs_v). This bound once took |v| ~ 1; the late
+    # change of one k column (session 9) makes rows sharper, and a dominant key's |v| may be 2-3
+    assert e["split"] <= 2 * e["torch32"] + 2 ** -18 * e["p_abs_v"], e
 
 
 def test_the_split_of_p_matters(errors):
