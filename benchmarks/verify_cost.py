@@ -84,7 +84,7 @@ def one_batch(calls, shape, n, seed, arena, device, full, vary, tamper="honest")
             honest_fill(calls, batch, arena)
     if tamper == "modified input":
         calls.view(arena, batch, last, "v").view(-1)[-1] += 1
-    row = last.rows_device[0] if last.rows_device is not None else last.rows[0].to(device)
+    row = last.rows_device[0]  # the first sampled row (stage() put the rows on the device)
     if tamper == "one NaN":  # in a sampled row: timed batches compare those only
         calls.view(arena, batch, last, "out")[tuple(row)][0] = float("nan")
     calls.take_snapshot(batch, arena, device)
